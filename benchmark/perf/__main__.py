@@ -1,0 +1,32 @@
+"""Dispatch ``python -m benchmark.perf WHAT``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, help); each module has ``main(argv) -> int``
+SCRIPTS = {
+    "extraction": ("benchmark.perf.extraction", "decoding, Essentia low-level, log-mel: clips/s, real-time factor"),
+    "store": ("benchmark.perf.store", "Feast online latency p50/p99, offline retrieval time"),
+    "train": ("benchmark.perf.training", "MP2/MP3 training throughput (samples/s)"),
+}
+GROUPS = {"features": ["extraction", "store"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__)
+    parser.add_argument("what", choices=[*SCRIPTS, *GROUPS], help="; ".join(f"{k}: {v[1]}" for k, v in SCRIPTS.items()))
+    args, rest = parser.parse_known_args(argv)
+    names = GROUPS.get(args.what, [args.what])
+    for name in names:
+        module = importlib.import_module(SCRIPTS[name][0])
+        rc = module.main(rest)
+        if rc:
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
