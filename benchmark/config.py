@@ -1,0 +1,237 @@
+"""The benchmark's one typed configuration, loaded from a profile TOML plus an optional user TOML.
+
+Precedence: dataclass defaults < ``benchmark/configs/<profile>.toml`` < the user's ``--config`` file <
+keyword overrides (what the CLI passes). Every setting of a benchmark run lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from features.errors import DataError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+PROFILES = ("quick", "full")
+SPLITS = ("kfold", "temporal")
+
+# Settings that say where outputs go, not what is computed: left out of the config hash.
+_OUTPUT_FIELDS = ("tracking_uri", "optuna_storage", "results_dir", "artifact_location")
+
+
+@dataclass
+class BenchmarkConfig:
+    """Every setting of one benchmark run.
+
+    Attributes
+    ----------
+    data_dir : Path
+        Dataset folder (``popularity.parquet``, ``catalog.parquet``, Feast features).
+    dataset : str
+        Dataset name: the MLflow experiment and the ``results/<dataset>/`` folder. Empty: the name of
+        ``data_dir``.
+    suite : str
+        Suite name (``classical``, ``deep``, ``all``) or a comma-separated list of model names.
+    profile : str
+        ``quick`` or ``full``: the TOML profile the settings came from.
+    seed : int
+        Seed of the split, the Optuna samplers, the models and the bootstrap.
+    n_folds : int
+        Outer song-grouped folds (``split = "kfold"``).
+    split : str
+        ``kfold`` (song-grouped K-fold) or ``temporal`` (train on earlier debuts, test on later).
+    test_fraction : float
+        Share of songs in the test part of the temporal split.
+    inner_folds : int
+        Tuning inside each outer training part: 0 is one song-grouped holdout of
+        ``validation_fraction``; k > 1 is a song-grouped inner k-fold.
+    validation_fraction : float
+        Share of training songs held out for validation when ``inner_folds`` is 0.
+    n_trials : int
+        Optuna trials per outer fold for tunable models (0: default parameters, no search).
+    pruning : bool
+        Median pruning of unpromising trials from intermediate validation scores.
+    bootstrap : int
+        Bootstrap resamples (over songs) for the 95% intervals.
+    period : str
+        ``weekly`` or ``daily`` rows of ``popularity.parquet``.
+    horizon : int
+        Curve length expected in ``popularity.parquet`` (curve targets ``curve_00..``).
+    targets : list[str]
+        Scalar target columns.
+    primary_metric : str
+        Metric that picks the best classical model (the reference of the paired bootstrap).
+    tune_metric : str
+        Metric Optuna optimises (averaged over targets); its direction comes from the metric.
+    tracking_uri : str
+        MLflow tracking URI.
+    artifact_location : str or None
+        MLflow artifact root for a new experiment; None: ``mlartifacts/`` next to a sqlite store.
+    optuna_storage : str or None
+        Optuna RDB URL (e.g. ``sqlite:///optuna.db``); None keeps studies in memory.
+    results_dir : Path
+        Root of the report folders.
+    num_threads : int
+        Threads per LightGBM model.
+    model_params : dict[str, dict[str, Any]]
+        Per-model fixed parameters (they override the search space and the defaults).
+    """
+
+    data_dir: Path = Path("data/demo")
+    dataset: str = ""
+    suite: str = "classical"
+    profile: str = "quick"
+    seed: int = 0
+    n_folds: int = 5
+    split: str = "kfold"
+    test_fraction: float = 0.2
+    inner_folds: int = 0
+    validation_fraction: float = 0.2
+    n_trials: int = 6
+    pruning: bool = True
+    bootstrap: int = 1000
+    period: str = "weekly"
+    horizon: int = 26
+    targets: list[str] = field(default_factory=lambda: ["log1p_sum", "log1p_debut"])
+    primary_metric: str = "spearman"
+    tune_metric: str = "rmse"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_location: str | None = None
+    optuna_storage: str | None = None
+    results_dir: Path = Path("results")
+    num_threads: int = 2
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.results_dir = Path(self.results_dir)
+        self.targets = list(self.targets)
+        if not self.dataset:
+            self.dataset = self.data_dir.resolve().name or "dataset"
+        problems = []
+        if self.profile not in PROFILES:
+            problems.append(f"profile must be one of {PROFILES}, got {self.profile!r}")
+        if self.split not in SPLITS:
+            problems.append(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.split == "kfold" and self.n_folds < 2:
+            problems.append(f"n_folds must be at least 2, got {self.n_folds}")
+        if not 0.0 < self.test_fraction < 1.0:
+            problems.append(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            problems.append(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.inner_folds == 1 or self.inner_folds < 0:
+            problems.append(f"inner_folds must be 0 (holdout) or at least 2, got {self.inner_folds}")
+        if self.n_trials < 0 or self.bootstrap < 0:
+            problems.append("n_trials and bootstrap must not be negative")
+        if problems:
+            raise DataError("invalid benchmark config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every setting.
+
+        Returns
+        -------
+        dict[str, Any]
+            Field name to value (paths as strings).
+        """
+        out = dataclasses.asdict(self)
+        out["data_dir"] = str(self.data_dir)
+        out["results_dir"] = str(self.results_dir)
+        return out
+
+    def config_hash(self) -> str:
+        """SHA-256 of the settings that change the numbers (output locations left out).
+
+        Returns
+        -------
+        str
+            64 hex digits.
+        """
+        content = {k: v for k, v in self.to_dict().items() if k not in _OUTPUT_FIELDS}
+        content["data_dir"] = str(Path(self.data_dir).resolve())
+        text = json.dumps(content, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def model_names(self) -> list[str]:
+        """Model names of ``suite`` (a suite name or a comma-separated list).
+
+        Returns
+        -------
+        list[str]
+            Model names in run order.
+        """
+        from benchmark.suites import resolve_suite
+
+        return resolve_suite(self.suite)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(f"{path}: config file not found")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], source: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(BenchmarkConfig)}
+    unknown = sorted(set(update) - known)
+    if unknown:
+        raise DataError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    out = dict(base)
+    for key, value in update.items():
+        if key == "model_params":
+            merged = {name: dict(p) for name, p in out.get("model_params", {}).items()}
+            for name, params in value.items():
+                merged.setdefault(name, {}).update(params)
+            out[key] = merged
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    profile: str = "quick", path: Path | str | None = None, **overrides: Any
+) -> BenchmarkConfig:
+    """Build a :class:`BenchmarkConfig` from a profile, a user TOML and overrides.
+
+    Parameters
+    ----------
+    profile : str
+        ``quick`` or ``full`` (``benchmark/configs/<profile>.toml``).
+    path : Path or str, optional
+        User TOML whose settings override the profile's (same keys as the dataclass).
+    **overrides : Any
+        Final overrides (e.g. from the CLI); ``None`` values are ignored.
+
+    Returns
+    -------
+    BenchmarkConfig
+        The merged configuration.
+
+    Raises
+    ------
+    DataError
+        Unknown profile, unreadable TOML, unknown keys or invalid values.
+    """
+    if profile not in PROFILES:
+        raise DataError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    profile_path = CONFIG_DIR / f"{profile}.toml"
+    settings = _merge({}, _read_toml(profile_path), str(profile_path))
+    settings["profile"] = profile
+    if path is not None:
+        settings = _merge(settings, _read_toml(Path(path)), str(path))
+    settings = _merge(
+        settings, {k: v for k, v in overrides.items() if v is not None}, "config overrides"
+    )
+    try:
+        return BenchmarkConfig(**settings)
+    except TypeError as exc:
+        raise DataError(f"invalid benchmark config: {exc}") from exc

@@ -1,0 +1,780 @@
+"""Training and prediction for the spectrogram transformers behind the estimator contract.
+
+``MP2Estimator`` and ``MP3Estimator`` follow docs/architecture.md: ``__init__`` stores
+parameters (the spectrograms are data, given at construction), ``fit(X, y) -> self`` learns,
+``predict(X) -> DataFrame`` with ``index = X.index``. Training: standardised targets, random
+fixed-length crops (another clip of the track each epoch when asked), augmentations, AdamW with
+warm-up and cosine decay, early stopping on songs held out from the training rows, a checkpoint
+each epoch (an interrupted fit resumes), mixed precision and DataLoader workers on CUDA only.
+Prediction averages over crops that cover every clip of the track.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from features.errors import DataError
+from models.augment import AugmentConfig, augment_batch
+from models.blocks import cosine_with_warmup
+from models.mp2 import MP2, MP2Config
+from models.mp3 import MP3, MP3Config
+
+PROFILES = ("quick", "full")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings shared by MP2 and MP3.
+
+    Attributes
+    ----------
+    epochs : int
+        Maximum passes over the training units (tracks, or (track, region) rows).
+    batch_size, eval_batch_size : int
+        Crops per optimiser step / per inference batch.
+    lr, weight_decay : float
+        AdamW peak learning rate and decoupled weight decay.
+    warmup_epochs : float
+        Linear warm-up length; cosine decay to 0 over the remaining steps.
+    grad_clip : float
+        Max gradient norm (0 = no clipping).
+    patience : int
+        Epochs without a validation improvement before stopping.
+    val_fraction : float
+        Share of the training songs held out for early stopping (0 = none; needs >= 5 songs).
+    num_workers : int
+        DataLoader workers, used on CUDA only (CPU runs load in the main process).
+    amp : bool
+        Mixed precision (bfloat16, or float16 with loss scaling), used on CUDA only.
+    """
+
+    epochs: int = 30
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    patience: int = 6
+    val_fraction: float = 0.15
+    num_workers: int = 4
+    amp: bool = True
+
+    @classmethod
+    def quick(cls) -> TrainingConfig:
+        """Minutes on 2 CPU cores on the demo (tiny model, batch 16, up to 30 epochs)."""
+        return cls()
+
+    @classmethod
+    def full(cls) -> TrainingConfig:
+        """AST fine-tuning recipe scale for a GPU: lr 1e-4, batch 24, 40 epochs."""
+        return cls(epochs=40, batch_size=24, lr=1e-4, warmup_epochs=2.0, patience=8)
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _fit_length(clip: np.ndarray, length: int) -> np.ndarray:
+    """Clip tiled (wrap-padded) along time up to ``length`` frames when it is shorter."""
+    if clip.shape[1] >= length:
+        return clip
+    return np.pad(clip, ((0, 0), (0, length - clip.shape[1])), mode="wrap")
+
+
+def covering_crops(clip: np.ndarray, length: int) -> list[np.ndarray]:
+    """Fixed-length crops whose union covers the whole clip (evenly spaced, overlapping).
+
+    Parameters
+    ----------
+    clip : np.ndarray
+        ``(n_mels, n_frames)`` log-mel.
+    length : int
+        Crop length in frames; a shorter clip is tiled up to it and gives one crop.
+
+    Returns
+    -------
+    list of np.ndarray
+        ``ceil(n_frames / length)`` crops of shape ``(n_mels, length)``.
+    """
+    clip = _fit_length(clip, length)
+    n_frames = clip.shape[1]
+    n = math.ceil(n_frames / length)
+    starts = np.linspace(0, n_frames - length, n).round().astype(int) if n > 1 else [0]
+    return [clip[:, s : s + length] for s in starts]
+
+
+class CropDataset(Dataset):
+    """Crops of the training units: ``(x (M, L) float32, region index, target)``.
+
+    A unit is a track (target ``(R, K)``, NaN where the track has no row for a region) or a
+    (track, region) row (target ``(K,)``). With ``random`` each item draws its clip (when
+    ``different_clip``) and crop start from a generator seeded by (seed, epoch, index), so a
+    resumed run, and any number of workers, see the same crops; otherwise clip 0, centred.
+    """
+
+    def __init__(
+        self,
+        units: list[tuple[str, int, np.ndarray]],
+        spectrograms: Mapping[str, Sequence[np.ndarray]],
+        length: int,
+        seed: int,
+        random: bool,
+        different_clip: bool,
+    ) -> None:
+        self.units = units
+        self.spectrograms = spectrograms
+        self.length = length
+        self.seed = seed
+        self.random = random
+        self.different_clip = different_clip
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        track_id, region, target = self.units[i]
+        clips = self.spectrograms[track_id]
+        if self.random:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            clip = clips[int(rng.integers(len(clips)))] if self.different_clip else clips[0]
+            clip = _fit_length(clip, self.length)
+            start = int(rng.integers(clip.shape[1] - self.length + 1))
+        else:
+            clip = _fit_length(clips[0], self.length)
+            start = (clip.shape[1] - self.length) // 2
+        x = np.asarray(clip[:, start : start + self.length], dtype=np.float32)
+        return torch.from_numpy(x), region, torch.from_numpy(target)
+
+
+# --- estimators -----------------------------------------------------------------------------
+
+
+class SpectrogramEstimator:
+    """Shared fit/predict of the spectrogram transformers (subclasses: MP2, MP3).
+
+    Parameters
+    ----------
+    config : MP2Config or MP3Config, optional
+        Model hyper-parameters; default ``<Config>.quick()`` / ``.full()`` after ``profile``.
+        ``n_regions``, ``encoder.n_mels`` (and MP3's ``horizon``) are set from the data.
+    spectrograms : Mapping[str, list[np.ndarray]]
+        Log-mel clips ``(n_mels, n_frames)`` per track_id (every track in ``fit`` and ``predict``).
+    regions : list of str, optional
+        The region vocabulary; default: the regions seen in ``fit``.
+    profile : {"quick", "full"}
+        Default model, training and augmentation settings.
+    seed : int
+        Seeds the validation split, crops, augmentations, initialisation and dropout.
+    checkpoint_dir : Path, optional
+        Where a checkpoint is written each epoch; a fit finding a matching one resumes from it.
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    training : TrainingConfig, optional
+        Optimisation settings; default ``TrainingConfig.<profile>()``.
+    augment : AugmentConfig, optional
+        Augmentations; default ``AugmentConfig.<profile>()``.
+    progress : bool
+        Show a tqdm bar over epochs.
+    """
+
+    family: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        config: Any = None,
+        spectrograms: Mapping[str, Sequence[np.ndarray]] | None = None,
+        regions: Sequence[str] | None = None,
+        profile: str = "quick",
+        seed: int = 0,
+        checkpoint_dir: Path | None = None,
+        device: str = "auto",
+        training: TrainingConfig | None = None,
+        augment: AugmentConfig | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.spectrograms = spectrograms
+        self.regions = regions
+        self.profile = profile
+        self.seed = seed
+        self.checkpoint_dir = checkpoint_dir
+        self.device = device
+        self.training = training
+        self.augment = augment
+        self.progress = progress
+
+    # -- hooks for subclasses --
+
+    def _default_config(self) -> Any:
+        raise NotImplementedError
+
+    def _resolve_config(self, config: Any, y: pd.DataFrame) -> Any:
+        raise NotImplementedError
+
+    def _target_columns(self, y: pd.DataFrame) -> list[str]:
+        raise NotImplementedError
+
+    def _build_model(self, config: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def _after_init(self, model: nn.Module) -> None:
+        """Called on a freshly built model before training (MP3 loads MP2's encoder here)."""
+
+    def _format(self, preds: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def _end_epoch(self, epoch: int, record: dict[str, float]) -> None:
+        """Called after each epoch's checkpoint is written (a hook for callers and tests)."""
+
+    # -- checks --
+
+    def _check_X(self, X: pd.DataFrame, what: str) -> None:
+        missing = [c for c in ("track_id", "song_id", "region") if c not in X.columns]
+        if missing:
+            raise DataError(f"{type(self).__name__}.{what}: X lacks column(s) {missing}")
+        if self.spectrograms is None:
+            raise DataError(f"{type(self).__name__}: no spectrograms were given")
+        absent = sorted(set(X["track_id"]) - set(self.spectrograms))
+        if absent:
+            raise DataError(
+                f"{type(self).__name__}.{what}: no log-mel spectrogram for {len(absent)} "
+                f"track(s), e.g. {absent[:5]} (run `benchmark extract` first)"
+            )
+        empty = [t for t in set(X["track_id"]) if len(self.spectrograms[t]) == 0]
+        if empty:
+            raise DataError(f"{type(self).__name__}.{what}: track(s) without clips: {empty[:5]}")
+
+    def _region_indices(self, regions: pd.Series) -> np.ndarray:
+        unknown = sorted(set(regions) - set(self.region_index_))
+        if unknown:
+            raise DataError(
+                f"{type(self).__name__}: region(s) {unknown} are not in the model's region list "
+                f"{self.regions_}"
+            )
+        return regions.map(self.region_index_).to_numpy(dtype=np.int64)
+
+    # -- fit --
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> SpectrogramEstimator:
+        """Train on the (track, region) rows of ``X`` with targets ``y``.
+
+        Parameters
+        ----------
+        X : pd.DataFrame
+            ``track_id``, ``song_id``, ``region`` per row.
+        y : pd.DataFrame
+            Target columns (same index as ``X``); NaN marks unobserved curve periods.
+
+        Returns
+        -------
+        SpectrogramEstimator
+            ``self``, with ``model_``, ``history_``, ``encoder_state_dict_`` and the
+            standardisation statistics set.
+        """
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, not {self.profile!r}")
+        self._check_X(X, "fit")
+        if len(X) == 0:
+            raise DataError(f"{type(self).__name__}.fit: no training rows")
+        if not y.index.equals(X.index):
+            raise DataError(f"{type(self).__name__}.fit: y's index differs from X's")
+        columns = self._target_columns(y)
+        self.target_columns_ = columns
+        self.regions_ = list(self.regions) if self.regions is not None else sorted(set(X["region"]))
+        self.region_index_ = {r: i for i, r in enumerate(self.regions_)}
+        regions = self._region_indices(X["region"])
+
+        targets = y[columns].to_numpy(dtype=np.float64)
+        mean = np.nanmean(targets, axis=0)
+        std = np.nanstd(targets, axis=0)
+        mean = np.where(np.isnan(mean), 0.0, mean)
+        std = np.where(~np.isfinite(std) | (std < 1e-8), 1.0, std)
+        self.target_mean_, self.target_std_ = mean, std
+        z = ((targets - mean) / std).astype(np.float32)  # NaN stays NaN
+
+        first = np.asarray(self.spectrograms[X["track_id"].iloc[0]][0])
+        self.config_ = self._resolve_config(self.config or self._default_config(), y)
+        self.config_.n_regions = len(self.regions_)
+        self.config_.encoder = dataclasses.replace(self.config_.encoder, n_mels=first.shape[0])
+        self.training_ = self.training or getattr(TrainingConfig, self.profile)()
+        self.augment_ = self.augment or getattr(AugmentConfig, self.profile)()
+        self.input_mean_, self.input_std_ = self._input_stats(sorted(set(X["track_id"])))
+
+        device = self._resolve_device()
+        torch.manual_seed(self.seed)
+        model = self._build_model(self.config_)
+        self._after_init(model)
+        model.to(device)
+        shares = bool(model.shares_encoder)
+
+        # validation songs carved from the training rows (seeded)
+        songs = np.array(sorted(set(X["song_id"].astype(str))))
+        n_val = round(self.training_.val_fraction * len(songs)) if len(songs) >= 5 else 0
+        rng = np.random.default_rng(self.seed)
+        val_songs = set(rng.choice(songs, size=n_val, replace=False)) if n_val else set()
+        is_val = X["song_id"].astype(str).isin(val_songs).to_numpy()
+        self.validation_songs_ = sorted(val_songs)
+
+        def units(mask: np.ndarray) -> list[tuple[str, int, np.ndarray]]:
+            tracks = X["track_id"].to_numpy()[mask]
+            regs, tz = regions[mask], z[mask]
+            if not shares:
+                return [(t, int(r), v) for t, r, v in zip(tracks, regs, tz, strict=True)]
+            out: dict[str, np.ndarray] = {}
+            for t, r, v in zip(tracks, regs, tz, strict=True):
+                m = out.setdefault(t, np.full((len(self.regions_), len(columns)), np.nan, "f4"))
+                m[r] = v
+            return [(t, -1, m) for t, m in sorted(out.items())]
+
+        train_units, val_units = units(~is_val), units(is_val)
+        length = self.config_.encoder.n_frames
+        train_set = CropDataset(
+            train_units, self.spectrograms, length, self.seed, True, self.augment_.different_clip
+        )
+        val_set = CropDataset(val_units, self.spectrograms, length, self.seed, False, False)
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+        try:
+            self._train(model, train_set, val_set, device, shares, self._fingerprint(X, z))
+        finally:
+            torch.use_deterministic_algorithms(deterministic)
+        return self
+
+    def _input_stats(self, track_ids: list[str]) -> tuple[float, float]:
+        """Mean and std of all log-mel values of the training tracks' clips."""
+        total = count = sq = 0.0
+        for t in track_ids:
+            for clip in self.spectrograms[t]:
+                c = np.asarray(clip, dtype=np.float64)
+                total += c.sum()
+                sq += np.square(c).sum()
+                count += c.size
+        mean = total / count
+        std = math.sqrt(max(sq / count - mean * mean, 1e-12))
+        return float(mean), float(std)
+
+    def _fingerprint(self, X: pd.DataFrame, z: np.ndarray) -> str:
+        h = hashlib.sha256()
+        h.update(self.family.encode())
+        settings = {
+            "config": dataclasses.asdict(self.config_),
+            "training": dataclasses.asdict(self.training_),
+            "augment": dataclasses.asdict(self.augment_),
+            "seed": self.seed,
+            "regions": self.regions_,
+        }
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        h.update("\n".join(X["track_id"].astype(str) + "|" + X["region"].astype(str)).encode())
+        h.update(np.nan_to_num(z, nan=-999.0).tobytes())
+        return h.hexdigest()
+
+    def _train(
+        self,
+        model: nn.Module,
+        train_set: CropDataset,
+        val_set: CropDataset,
+        device: torch.device,
+        shares: bool,
+        fingerprint: str,
+    ) -> None:
+        tc = self.training_
+        cuda = device.type == "cuda"
+        steps_per_epoch = math.ceil(len(train_set) / tc.batch_size)
+        total = steps_per_epoch * tc.epochs
+        warmup = round(tc.warmup_epochs * steps_per_epoch)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: cosine_with_warmup(s, warmup, total)
+        )
+        amp = cuda and tc.amp
+        amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+
+        state: dict[str, Any] = {
+            "epoch": -1,
+            "history": [],
+            "best_val": math.inf,
+            "best_epoch": -1,
+            "best_state": None,
+            "bad_epochs": 0,
+            "done": False,
+        }
+        path = Path(self.checkpoint_dir) / CHECKPOINT_NAME if self.checkpoint_dir else None
+        if path is not None and path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            if saved.get("fingerprint") == fingerprint:
+                model.load_state_dict(saved["model"])
+                optimizer.load_state_dict(saved["optimizer"])
+                scheduler.load_state_dict(saved["scheduler"])
+                scaler.load_state_dict(saved["scaler"])
+                state = saved["state"]
+            else:
+                warnings.warn(
+                    f"{path}: checkpoint is from another configuration or data; starting afresh",
+                    stacklevel=3,
+                )
+
+        mean = torch.tensor(self.input_mean_, device=device)
+        std = torch.tensor(self.input_std_, device=device)
+        workers = min(tc.num_workers, os.cpu_count() or 1) if cuda else 0
+
+        def loader(dataset: CropDataset, order: list[int] | None, batch: int) -> DataLoader:
+            return DataLoader(
+                dataset,
+                batch_size=batch,
+                sampler=order,
+                num_workers=workers,
+                pin_memory=cuda,
+                persistent_workers=False,
+            )
+
+        def step_inputs(
+            batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], gen: torch.Generator | None
+        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+            xb, rb, yb = batch
+            if gen is not None:
+                xb = augment_batch(xb, self.augment_, gen)
+            xb = ((xb.to(device, non_blocking=True) - mean) / std).float()  # (B, M, L)
+            region = None if shares else rb.to(device)
+            return xb, region, yb.to(device)
+
+        start = state["epoch"] + 1
+        bar = tqdm(
+            range(start, tc.epochs),
+            desc=f"{type(self).__name__} fit",
+            unit="epoch",
+            disable=not self.progress or state["done"],
+        )
+        for epoch in bar:
+            if state["done"]:
+                break
+            t0 = time.perf_counter()
+            torch.manual_seed(self.seed * 100_003 + epoch)
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            train_set.epoch = epoch
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(train_set)).tolist()
+            model.train()
+            losses = []
+            for batch in loader(train_set, order, tc.batch_size):
+                xb, region, yb = step_inputs(batch, gen)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                    _, loss = model(xb, region, yb)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if tc.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+            record = {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "lr": float(optimizer.param_groups[0]["lr"]),
+            }
+            val = self._evaluate(model, loader(val_set, None, tc.eval_batch_size), step_inputs)
+            score = record["train_loss"] if val is None else val
+            if val is not None:
+                record["val_loss"] = val
+            if score < state["best_val"] - 1e-6:
+                state["best_val"], state["best_epoch"], state["bad_epochs"] = score, epoch, 0
+                state["best_state"] = {
+                    k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                }
+            else:
+                state["bad_epochs"] += 1
+            record["seconds"] = time.perf_counter() - t0
+            state["history"].append(record)
+            state["epoch"] = epoch
+            if val is not None and state["bad_epochs"] >= tc.patience:
+                state["done"] = True
+            if epoch == tc.epochs - 1:
+                state["done"] = True
+            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("loss")})
+            if path is not None:
+                self._save(path, fingerprint, model, optimizer, scheduler, scaler, state)
+            self._end_epoch(epoch, record)
+
+        if state["best_state"] is not None:
+            model.load_state_dict(state["best_state"])
+        model.eval()
+        self.model_ = model
+        self.device_ = device
+        self.history_ = list(state["history"])
+        self.best_epoch_ = int(state["best_epoch"])
+        self.encoder_state_dict_ = {
+            k: v.detach().cpu().clone() for k, v in model.encoder.state_dict().items()
+        }
+
+    @staticmethod
+    def _evaluate(model: nn.Module, loader: DataLoader, step_inputs: Any) -> float | None:
+        if len(loader.dataset) == 0:
+            return None
+        model.eval()
+        total = weight = 0.0
+        with torch.no_grad():
+            for batch in loader:
+                xb, region, yb = step_inputs(batch, None)
+                _, loss = model(xb, region, yb)
+                n = float((~torch.isnan(yb)).sum())
+                total += float(loss) * n
+                weight += n
+        return total / max(weight, 1.0)
+
+    @staticmethod
+    def _save(
+        path: Path,
+        fingerprint: str,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        scaler: torch.amp.GradScaler,
+        state: dict[str, Any],
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "state": state,
+            },
+            tmp,
+        )
+        os.replace(tmp, path)
+
+    # -- predict --
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Predict the target columns for each (track, region) row of ``X``.
+
+        Each track's prediction is the mean over crops covering every one of its clips.
+
+        Parameters
+        ----------
+        X : pd.DataFrame
+            ``track_id``, ``song_id``, ``region`` per row.
+
+        Returns
+        -------
+        pd.DataFrame
+            Index ``X.index``; the fitted target columns in their original units (plus, for
+            MP3, ``log1p_sum`` and ``log1p_debut`` derived from the predicted curve).
+        """
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
+        self._check_X(X, "predict")
+        regions = self._region_indices(X["region"])
+        tracks = X["track_id"].to_numpy()
+        K = len(self.target_columns_)
+        out = np.empty((len(X), K))
+        with self._inference():
+            if self.model_.shares_encoder:
+                unique = sorted(set(tracks))
+                means = self._mean_over_crops([(t, None) for t in unique])  # (U, R, K)
+                pos = {t: i for i, t in enumerate(unique)}
+                for i, (t, r) in enumerate(zip(tracks, regions, strict=True)):
+                    out[i] = means[pos[t], r]
+            else:
+                pairs = sorted(set(zip(tracks, regions.tolist(), strict=True)))
+                means = self._mean_over_crops(pairs)  # (U, K)
+                pos = {p: i for i, p in enumerate(pairs)}
+                for i, p in enumerate(zip(tracks, regions.tolist(), strict=True)):
+                    out[i] = means[pos[p]]
+        out = out * self.target_std_ + self.target_mean_
+        return self._format(out, X.index)
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        was_training = self.model_.training
+        self.model_.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.model_.train(was_training)
+
+    def _mean_over_crops(self, items: list[tuple[str, int | None]]) -> np.ndarray:
+        """Mean standardised prediction over all covering crops of each item's clips."""
+        length = self.config_.encoder.n_frames
+        batch = self.training_.eval_batch_size
+        device = self.device_
+        sums: list[np.ndarray | float] = [0.0] * len(items)
+        counts = np.zeros(len(items))
+
+        def crops() -> Iterator[tuple[int, np.ndarray]]:
+            for i, (t, _) in enumerate(items):
+                for clip in self.spectrograms[t]:
+                    for c in covering_crops(np.asarray(clip), length):
+                        yield i, c
+
+        def run(buf: list[tuple[int, np.ndarray]]) -> None:
+            idx = [i for i, _ in buf]
+            x = torch.from_numpy(np.stack([c for _, c in buf]).astype(np.float32)).to(device)
+            x = (x - self.input_mean_) / self.input_std_  # (B, M, L)
+            if items[idx[0]][1] is None:
+                preds = self.model_.predict_all_regions(x)  # (B, R, K)
+            else:
+                region = torch.tensor([items[i][1] for i in idx], device=device)
+                preds, _ = self.model_(x, region)  # (B, K)
+            for i, p in zip(idx, preds.float().cpu().numpy(), strict=True):
+                sums[i] = sums[i] + p.astype(np.float64)
+                counts[i] += 1
+
+        buf: list[tuple[int, np.ndarray]] = []
+        for item in tqdm(
+            crops(), desc=f"{type(self).__name__} predict", unit="crop", disable=not self.progress
+        ):
+            buf.append(item)
+            if len(buf) == batch:
+                run(buf)
+                buf = []
+        if buf:
+            run(buf)
+        return np.stack([s / c for s, c in zip(sums, counts, strict=True)])
+
+
+class MP2Estimator(SpectrogramEstimator):
+    """MP2 behind the estimator contract: predicts ``log1p_sum`` and ``log1p_debut``.
+
+    See ``SpectrogramEstimator`` for the parameters; ``config`` is an ``MP2Config``.
+    Fitted attributes: ``model_``, ``config_``, ``history_`` (per-epoch ``train_loss``,
+    ``val_loss``, ``lr``, ``seconds``), ``best_epoch_``, ``encoder_state_dict_`` (for MP3),
+    ``target_mean_``/``target_std_``, ``input_mean_``/``input_std_``, ``regions_``.
+    """
+
+    TARGETS: ClassVar[tuple[str, ...]] = ("log1p_sum", "log1p_debut")
+    family: ClassVar[str] = "MP2"
+
+    def _default_config(self) -> MP2Config:
+        return getattr(MP2Config, self.profile)()
+
+    def _resolve_config(self, config: MP2Config, y: pd.DataFrame) -> MP2Config:
+        return copy.deepcopy(config)
+
+    def _target_columns(self, y: pd.DataFrame) -> list[str]:
+        missing = [c for c in self.TARGETS if c not in y.columns]
+        if missing:
+            raise DataError(f"MP2Estimator.fit: y lacks target column(s) {missing}")
+        if y[list(self.TARGETS)].isna().any().any():
+            raise DataError("MP2Estimator.fit: y has missing log1p_sum/log1p_debut values")
+        return list(self.TARGETS)
+
+    def _build_model(self, config: MP2Config) -> nn.Module:
+        return MP2(config)
+
+    def _format(self, preds: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        return pd.DataFrame(preds, index=index, columns=self.target_columns_)
+
+
+class MP3Estimator(SpectrogramEstimator):
+    """MP3 behind the estimator contract: predicts the log1p curve ``curve_00..curve_{H-1}``.
+
+    Parameters are those of ``SpectrogramEstimator`` (``config`` is an ``MP3Config``) plus
+    ``encoder_state_dict``: MP2's ``encoder_state_dict_``, loaded into the encoder when
+    ``config.init_from_mp2`` is on. ``predict`` also returns ``log1p_sum`` and
+    ``log1p_debut`` derived from the predicted curve by ``features.targets.curve_statistics``,
+    the function that builds the real targets.
+    """
+
+    family: ClassVar[str] = "MP3"
+
+    def __init__(
+        self,
+        config: MP3Config | None = None,
+        spectrograms: Mapping[str, Sequence[np.ndarray]] | None = None,
+        regions: Sequence[str] | None = None,
+        profile: str = "quick",
+        seed: int = 0,
+        checkpoint_dir: Path | None = None,
+        device: str = "auto",
+        training: TrainingConfig | None = None,
+        augment: AugmentConfig | None = None,
+        progress: bool = True,
+        encoder_state_dict: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(
+            config, spectrograms, regions, profile, seed, checkpoint_dir, device, training,
+            augment, progress,
+        )  # fmt: skip
+        self.encoder_state_dict = encoder_state_dict
+
+    def _default_config(self) -> MP3Config:
+        return getattr(MP3Config, self.profile)()
+
+    def _resolve_config(self, config: MP3Config, y: pd.DataFrame) -> MP3Config:
+        config = copy.deepcopy(config)
+        config.horizon = len(self._target_columns(y))
+        return config
+
+    def _target_columns(self, y: pd.DataFrame) -> list[str]:
+        columns = sorted(c for c in y.columns if c.startswith("curve_") and c[6:].isdigit())
+        columns.sort(key=lambda c: int(c[6:]))
+        if not columns:
+            raise DataError("MP3Estimator.fit: y has no curve_00..curve_{H-1} columns")
+        expected = [f"curve_{i:02d}" for i in range(len(columns))]
+        if columns != expected:
+            raise DataError(
+                f"MP3Estimator.fit: curve columns are not {expected[0]}..{expected[-1]}"
+            )
+        return columns
+
+    def _build_model(self, config: MP3Config) -> nn.Module:
+        return MP3(config)
+
+    def _after_init(self, model: nn.Module) -> None:
+        self.encoder_from_mp2_ = False
+        if self.config_.init_from_mp2 and self.encoder_state_dict is not None:
+            try:
+                model.load_encoder(dict(self.encoder_state_dict))
+            except RuntimeError as err:
+                raise ValueError(
+                    f"MP3Estimator: MP2's encoder does not fit MP3's encoder config: {err}"
+                ) from err
+            self.encoder_from_mp2_ = True
+
+    def _format(self, preds: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        frame = pd.DataFrame(preds, index=index, columns=self.target_columns_)
+        try:
+            from features.targets import curve_statistics
+        except ImportError:
+            warnings.warn(
+                "features.targets.curve_statistics is unavailable: MP3 predicts curves only",
+                stacklevel=3,
+            )
+            return frame
+        stats = curve_statistics(np.expm1(np.clip(preds, 0.0, None)))
+        frame["log1p_sum"] = np.log1p(np.asarray(stats["sum"], dtype=np.float64))
+        frame["log1p_debut"] = np.log1p(np.asarray(stats["debut"], dtype=np.float64))
+        return frame

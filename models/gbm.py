@@ -1,0 +1,310 @@
+"""LightGBM regressor under the estimator contract, and its Optuna search space.
+
+One LightGBM booster per target column; ``region`` is a categorical feature; the audio features are
+every other numeric column of ``X`` (identifier columns are dropped). Training is deterministic for a
+fixed ``seed`` (``deterministic=True``, ``force_row_wise=True``, fixed thread count). Pure code: no
+file or network I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+NON_FEATURE_COLUMNS = ("track_id", "song_id", "clip_id", "event_timestamp", "debut_date")
+"""Columns of ``X`` that are identifiers or times, never model inputs."""
+
+REPORT_STEP_STRIDE = 100_000
+"""Intermediate-value steps: ``target_index * REPORT_STEP_STRIDE + iteration``."""
+
+
+class Trial(Protocol):
+    """The part of ``optuna.trial.Trial`` the search space uses."""
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int:
+        """Suggest an integer."""
+        ...
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        """Suggest a float."""
+        ...
+
+
+def lightgbm_search_space(trial: Trial, fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Sample LightGBM hyper-parameters from the benchmark's search space.
+
+    Parameters
+    ----------
+    trial : Trial
+        An Optuna trial (anything with ``suggest_int`` / ``suggest_float``).
+    fixed : Mapping[str, Any], optional
+        Parameters held fixed (not searched); they override the sampled values. An entry
+        ``max_estimators`` caps the searched ``n_estimators`` range instead.
+
+    Returns
+    -------
+    dict[str, Any]
+        Keyword arguments for :class:`LightGBMRegressor`.
+    """
+    fixed = dict(fixed or {})
+    max_estimators = int(fixed.pop("max_estimators", 400))
+    space: dict[str, Callable[[], Any]] = {
+        "n_estimators": lambda: trial.suggest_int(
+            "n_estimators", 50, max(50, max_estimators), step=50
+        ),
+        "learning_rate": lambda: trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "num_leaves": lambda: trial.suggest_int("num_leaves", 4, 63, log=True),
+        "min_child_samples": lambda: trial.suggest_int("min_child_samples", 5, 60, log=True),
+        "feature_fraction": lambda: trial.suggest_float("feature_fraction", 0.2, 1.0),
+        "bagging_fraction": lambda: trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "lambda_l2": lambda: trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
+    }
+    params = {name: suggest() for name, suggest in space.items() if name not in fixed}
+    params.update(fixed)
+    return params
+
+
+class LightGBMRegressor:
+    """One LightGBM booster per target column, with ``region`` as a categorical feature.
+
+    Parameters
+    ----------
+    n_estimators : int
+        Boosting rounds.
+    learning_rate : float
+        Shrinkage.
+    num_leaves : int
+        Leaves per tree.
+    min_child_samples : int
+        Minimum rows per leaf.
+    feature_fraction : float
+        Fraction of features sampled per tree.
+    bagging_fraction : float
+        Fraction of rows sampled per tree (every iteration).
+    lambda_l2 : float
+        L2 regularisation.
+    seed : int
+        Seed for every random choice LightGBM makes.
+    num_threads : int
+        Threads; fixed so that results do not depend on the machine.
+    categorical : tuple[str, ...]
+        Columns treated as categorical.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_child_samples: int = 20,
+        feature_fraction: float = 0.8,
+        bagging_fraction: float = 0.8,
+        lambda_l2: float = 1.0,
+        seed: int = 0,
+        num_threads: int = 2,
+        categorical: tuple[str, ...] = ("region",),
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.feature_fraction = feature_fraction
+        self.bagging_fraction = bagging_fraction
+        self.lambda_l2 = lambda_l2
+        self.seed = seed
+        self.num_threads = num_threads
+        self.categorical = categorical
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor parameters.
+
+        Returns
+        -------
+        dict[str, Any]
+            Parameter name to value.
+        """
+        names = (
+            "n_estimators learning_rate num_leaves min_child_samples feature_fraction "
+            "bagging_fraction lambda_l2 seed num_threads categorical"
+        ).split()
+        return {name: getattr(self, name) for name in names}
+
+    def _booster_params(self) -> dict[str, Any]:
+        return {
+            "objective": "regression",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1 if self.bagging_fraction < 1.0 else 0,
+            "lambda_l2": self.lambda_l2,
+            "seed": self.seed,
+            "num_threads": self.num_threads,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+            "min_data_per_group": 5,
+            "cat_smooth": 10.0,
+        }
+
+    def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The model's input frame: numeric features; categoricals as integer codes (-1 unknown)."""
+        out = X[self.feature_names_].copy()
+        for column in self.categories_:
+            codes = pd.Categorical(out[column].astype(str), categories=self.categories_[column])
+            out[column] = codes.codes.astype("int32")
+        return out
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: pd.DataFrame,
+        eval_set: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+        report: Callable[[int, float], None] | None = None,
+        report_every: int = 25,
+    ) -> LightGBMRegressor:
+        """Train one booster per target column.
+
+        Parameters
+        ----------
+        X : pd.DataFrame
+            Inputs: ``region`` plus numeric feature columns (identifier columns are ignored).
+        y : pd.DataFrame
+            Target columns; rows with a NaN target are left out of that target's booster.
+        eval_set : tuple[pd.DataFrame, pd.DataFrame], optional
+            Validation ``(X, y)`` whose RMSE is passed to ``report`` during training.
+        report : Callable[[int, float], None], optional
+            Called as ``report(step, validation_rmse)`` every ``report_every`` rounds, with
+            ``step = target_index * REPORT_STEP_STRIDE + round``. It may raise to stop training
+            (Optuna pruning).
+        report_every : int
+            Rounds between reports.
+
+        Returns
+        -------
+        LightGBMRegressor
+            ``self``.
+        """
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        drop = set(NON_FEATURE_COLUMNS)
+        self.feature_names_ = [
+            c
+            for c in X.columns
+            if c not in drop and (c in self.categorical or pd.api.types.is_numeric_dtype(X[c]))
+        ]
+        if not self.feature_names_:
+            raise ValueError("X has no feature columns")
+        self.categories_ = {
+            c: sorted(X[c].astype(str).unique()) for c in self.categorical if c in X.columns
+        }
+        self.targets_ = list(y.columns)
+        inputs = self._inputs(X)
+        valid_inputs = self._inputs(eval_set[0]) if eval_set is not None else None
+        self.boosters_: dict[str, lgb.Booster] = {}
+        for t_index, target in enumerate(self.targets_):
+            t = y[target].to_numpy(dtype=float)
+            keep = np.isfinite(t)
+            train = lgb.Dataset(
+                inputs[keep],
+                label=t[keep],
+                categorical_feature=list(self.categories_),
+                free_raw_data=False,
+            )
+            callbacks = []
+            if report is not None and valid_inputs is not None:
+                callbacks.append(
+                    _report_callback(
+                        valid_inputs,
+                        eval_set[1][target].to_numpy(dtype=float),
+                        report,
+                        t_index * REPORT_STEP_STRIDE,
+                        report_every,
+                    )
+                )
+            self.boosters_[target] = lgb.train(
+                self._booster_params(),
+                train,
+                num_boost_round=self.n_estimators,
+                callbacks=callbacks,
+            )
+        return self
+
+    def model_inputs(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The frame the boosters consume (what a logged booster's signature describes).
+
+        Parameters
+        ----------
+        X : pd.DataFrame
+            Rows with the training feature columns.
+
+        Returns
+        -------
+        pd.DataFrame
+            Feature columns in training order; categoricals as int32 codes of ``categories_``.
+        """
+        return self._inputs(X)
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Predict every target column.
+
+        Parameters
+        ----------
+        X : pd.DataFrame
+            Rows with the training feature columns.
+
+        Returns
+        -------
+        pd.DataFrame
+            ``index = X.index``, one column per target.
+        """
+        inputs = self._inputs(X)
+        preds = {
+            t: b.predict(inputs, num_threads=self.num_threads) for t, b in self.boosters_.items()
+        }
+        return pd.DataFrame(preds, index=X.index, columns=self.targets_)
+
+    def feature_importance(self, kind: str = "gain") -> pd.DataFrame:
+        """Feature importance of every booster.
+
+        Parameters
+        ----------
+        kind : str
+            ``"gain"`` or ``"split"``.
+
+        Returns
+        -------
+        pd.DataFrame
+            Index = feature names, one column per target.
+        """
+        return pd.DataFrame(
+            {t: b.feature_importance(importance_type=kind) for t, b in self.boosters_.items()},
+            index=self.feature_names_,
+        )
+
+
+def _report_callback(
+    valid_inputs: pd.DataFrame,
+    valid_target: np.ndarray,
+    report: Callable[[int, float], None],
+    offset: int,
+    every: int,
+) -> Callable[[Any], None]:
+    """A LightGBM callback reporting validation RMSE every ``every`` rounds."""
+    keep = np.isfinite(valid_target)
+    rows, target = valid_inputs[keep], valid_target[keep]
+
+    def callback(env: Any) -> None:
+        round_ = env.iteration + 1
+        if round_ % every == 0 and len(target):
+            pred = env.model.predict(rows, num_iteration=round_)
+            report(offset + round_, float(np.sqrt(np.mean((pred - target) ** 2))))
+
+    return callback

@@ -1,0 +1,153 @@
+"""MP3: encoder-decoder predicting the log1p stream curve over the H periods since debut.
+
+Reads bottom-up: the curve decoder, the config, then the model. Pure torch, no I/O.
+The encoder is MP2's (``models.blocks.SpectrogramEncoder``) and can start from MP2's
+fine-tuned weights (``MP3.load_encoder``). Targets are standardised by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.blocks import DecoderBlock, EncoderConfig, SpectrogramEncoder, init_weights, masked_mse
+
+
+class CurveDecoder(nn.Module):
+    """Transformer decoder over ``H`` learned period queries, conditioned on region.
+
+    Each region's query set is ``period_queries + region_embedding``; the queries attend to each
+    other (within the region) and to the clip's encoder tokens; a linear head reads one value
+    per period.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        horizon: int,
+        n_regions: int,
+        n_layers: int,
+        n_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.period_queries = nn.Parameter(torch.zeros(1, 1, horizon, dim))  # (1, 1, H, D)
+        self.region_emb = nn.Embedding(n_regions, dim)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(dim, n_heads, mlp_ratio, dropout) for _ in range(n_layers)
+        )
+        self.ln_f = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 1)
+        self.apply(init_weights)
+        nn.init.trunc_normal_(self.period_queries, std=0.02)
+        nn.init.normal_(self.region_emb.weight, std=0.02)
+
+    def forward(self, memory: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        B = memory.shape[0]
+        emb = self.region_emb(region)  # (B, R, D) or (R, D)
+        if emb.dim() == 2:
+            emb = emb[None].expand(B, -1, -1)  # (B, R, D)
+        q = self.period_queries + emb[:, :, None, :]  # (B, R, H, D)
+        for block in self.blocks:
+            q = block(q, memory)  # (B, R, H, D)
+        return self.head(self.ln_f(q)).squeeze(-1)  # (B, R, H)
+
+
+@dataclass
+class MP3Config:
+    """Hyper-parameters of MP3 (see docs/models.md for what each variant costs).
+
+    Attributes
+    ----------
+    n_regions : int
+        Size of the region vocabulary (the estimator sets it from its region list).
+    horizon : int
+        Periods ``H`` of the curve (the estimator sets it from the ``curve_*`` columns).
+    n_decoder_layers, decoder_heads : int
+        Depth and heads of the curve decoder.
+    smoothness_weight : float
+        Weight of the smoothness regulariser (mean squared second difference of the predicted
+        curve); 0 turns it off.
+    init_from_mp2 : bool
+        Start the encoder from MP2's fine-tuned encoder weights when the caller has them.
+    encoder : EncoderConfig
+        The shared spectrogram encoder (must match MP2's to load its weights).
+    """
+
+    n_regions: int = 1
+    horizon: int = 26
+    n_decoder_layers: int = 2
+    decoder_heads: int = 4
+    smoothness_weight: float = 0.0
+    init_from_mp2: bool = True
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> MP3Config:
+        """Tiny MP3 for CPU runs on the demo (encoder ``EncoderConfig.quick()``)."""
+        return cls(encoder=EncoderConfig.quick(), **overrides)
+
+    @classmethod
+    def full(cls, **overrides: Any) -> MP3Config:
+        """AST-base-like MP3 for a GPU (encoder ``EncoderConfig.full()``, 4 decoder layers)."""
+        return cls(encoder=EncoderConfig.full(), n_decoder_layers=4, decoder_heads=12, **overrides)
+
+
+class MP3(nn.Module):
+    """Encoder-decoder predicting the standardised log1p curve ``(H,)`` per region.
+
+    ``forward(x, region, targets)``: ``x`` log-mel ``(B, M, T)``; ``region`` ``(B,)`` region
+    indices, or None for every region (``preds`` then ``(B, R, H)``, from one encoder pass);
+    ``targets`` the shape of ``preds``, NaN where unobserved (masked out of the loss).
+    Returns ``(preds, loss)``; loss is None without targets.
+    """
+
+    shares_encoder = True
+
+    def __init__(self, config: MP3Config) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = SpectrogramEncoder(c.encoder)
+        self.decoder = CurveDecoder(
+            c.encoder.dim,
+            c.horizon,
+            c.n_regions,
+            c.n_decoder_layers,
+            c.decoder_heads,
+            c.encoder.mlp_ratio,
+            c.encoder.dropout,
+        )
+
+    def load_encoder(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Initialise the encoder from MP2's (``MP2.encoder.state_dict()``); shapes must match."""
+        self.encoder.load_state_dict(state_dict)
+
+    def predict_all_regions(self, x: torch.Tensor) -> torch.Tensor:
+        """Curves for every region, ``(B, R, H)``, from one encoder pass per clip."""
+        memory = self.encoder(x)  # (B, 1+N, D)
+        regions = torch.arange(self.config.n_regions, device=x.device)  # (R,)
+        return self.decoder(memory, regions)  # (B, R, H)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        region: torch.Tensor | None,
+        targets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if region is None:
+            preds = self.predict_all_regions(x)  # (B, R, H)
+        else:
+            memory = self.encoder(x)  # (B, 1+N, D)
+            preds = self.decoder(memory, region[:, None]).squeeze(1)  # (B, H)
+        if targets is None:
+            return preds, None
+        loss = masked_mse(preds, targets)
+        if self.config.smoothness_weight > 0:
+            d2 = preds[..., 2:] - 2 * preds[..., 1:-1] + preds[..., :-2]  # (..., H-2)
+            loss = loss + self.config.smoothness_weight * d2.pow(2).mean()
+        return preds, loss
