@@ -63,13 +63,17 @@ def summarize_data(data_dir: Path) -> DataSummary:
     DataSummary
     """
     data_dir = Path(data_dir)
-    streams = pd.read_parquet(data_dir / "streams.parquet", columns=["region", "period", "chart_date"])
+    streams = pd.read_parquet(
+        data_dir / "streams.parquet", columns=["region", "period", "chart_date"]
+    )
     catalog = pd.read_parquet(data_dir / "catalog.parquet")
     popularity = pd.read_parquet(
         data_dir / "popularity.parquet", columns=["left_censored", "complete_horizon"]
     )
     clips_path = data_dir / "clips.parquet"
-    clips = pd.read_parquet(clips_path) if clips_path.exists() else pd.DataFrame(columns=["track_id"])
+    clips = (
+        pd.read_parquet(clips_path) if clips_path.exists() else pd.DataFrame(columns=["track_id"])
+    )
     errors_path = data_dir / "extract_errors.parquet"
     failures = len(pd.read_parquet(errors_path)) if errors_path.exists() else 0
     return DataSummary(

@@ -19,7 +19,7 @@ FAMILIES = ("baseline", "classical", "deep", "reference")
 """``baseline`` and ``classical`` compete for "best classical model"; ``reference`` (the oracle)
 and ``deep`` models are compared against it."""
 
-RESOURCES = ("ground_truth", "spectrograms")
+RESOURCES = ("appeal", "spectrograms")
 """Data a factory may ask for at construction (passed as keyword arguments of the same name)."""
 
 RUNTIME = ("seed", "num_threads")
@@ -199,7 +199,7 @@ register_model(
     runtime=("seed", "num_threads"),
     search_space="models.gbm:lightgbm_search_space",
 )
-register_model("oracle", "models.baselines:Oracle", "reference", resources=("ground_truth",))
+register_model("oracle", "models.baselines:Oracle", "reference", resources=("appeal",))
 register_model(
     "mp2",
     "benchmark.training:MP2Estimator",

@@ -110,13 +110,12 @@ def prepare_demo(data_dir: Path, pipeline: Pipeline, *, seed: int = 0) -> None:
     from features.demo import make_demo
 
     raw = data_dir / "raw"
-    pipeline.stage(
-        "demo",
-        lambda: make_demo(data_dir, seed=seed),
-        params={"seed": seed},
-        outputs=[raw / "demo.json"],
-        inputs=[],
-    )
+    if (raw / "demo.json").exists():
+        # a demo of any size generated earlier (benchmark demo --songs ...) is kept as it is
+        pipeline.timings.append(StageTiming("demo", 0.0, "up to date"))
+        print(f"[demo] {raw} exists, kept")
+    else:
+        pipeline.stage("demo", lambda: make_demo(data_dir, seed=seed))
     pipeline.stage(
         "ingest charts",
         lambda: print(ingest_charts([raw / "charts"], data_dir).summary()),
@@ -155,7 +154,10 @@ def prepare_features(config: BenchmarkConfig, pipeline: Pipeline, *, workers: in
         "extract features",
         lambda: print(extract_features(data_dir, workers=workers).summary()),
         inputs=[data_dir / "catalog.parquet", data_dir / "clips.parquet"],
-        outputs=[data_dir / "features" / "essentia_lowlevel.parquet", data_dir / "features" / "mel.parquet"],
+        outputs=[
+            data_dir / "features" / "essentia_lowlevel.parquet",
+            data_dir / "features" / "mel.parquet",
+        ],
     )
     feature_files = [
         data_dir / "features" / "essentia_lowlevel.parquet",
@@ -174,7 +176,11 @@ def git_commit() -> str | None:
     """The checkout's commit, or None outside a git work tree."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -435,8 +435,8 @@ class _ModelRun:
         self.y = data.outputs(spec)
         self.fixed = dict(config.model_params.get(spec.name, {}))
         self.resources: dict[str, Any] = {}
-        if "ground_truth" in spec.resources:
-            self.resources["ground_truth"] = data.appeal()
+        if "appeal" in spec.resources:
+            self.resources["appeal"] = data.appeal()
         if "spectrograms" in spec.resources:
             from features.store import load_mels
 
@@ -543,7 +543,7 @@ def _selected_specs(config: BenchmarkConfig, data: BenchmarkData) -> list[ModelS
     specs = []
     for name in config.model_names():
         spec = get_model(name)
-        if "ground_truth" in spec.resources and data.ground_truth is None:
+        if "appeal" in spec.resources and data.ground_truth is None:
             log.info("skipping %s: the dataset has no ground_truth.parquet", name)
             continue
         spec.factory_callable()  # fail before training anything when a model's code is missing

@@ -66,6 +66,9 @@ class TrainingConfig:
         DataLoader workers, used on CUDA only (CPU runs load in the main process).
     amp : bool
         Mixed precision (bfloat16, or float16 with loss scaling), used on CUDA only.
+    cpu_threads : int
+        torch intra-op threads during fit and predict (0 = torch's default). On a busy shared
+        machine 1 thread can be many times faster than 2 that spin-wait on each other.
     """
 
     epochs: int = 30
@@ -79,11 +82,12 @@ class TrainingConfig:
     val_fraction: float = 0.15
     num_workers: int = 4
     amp: bool = True
+    cpu_threads: int = 0
 
     @classmethod
     def quick(cls) -> TrainingConfig:
-        """Minutes on 2 CPU cores on the demo (tiny model, batch 16, up to 30 epochs)."""
-        return cls()
+        """Minutes on 2 CPU cores on the demo (tiny model, batch 16, up to 30 epochs, 1 thread)."""
+        return cls(cpu_threads=1)
 
     @classmethod
     def full(cls) -> TrainingConfig:
@@ -358,14 +362,21 @@ class SpectrogramEstimator:
             train_units, self.spectrograms, length, self.seed, True, self.augment_.different_clip
         )
         val_set = CropDataset(val_units, self.spectrograms, length, self.seed, False, False)
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        if device.type == "cpu":
-            torch.use_deterministic_algorithms(True)
-        try:
+        with self._threads():
             self._train(model, train_set, val_set, device, shares, self._fingerprint(X, z))
-        finally:
-            torch.use_deterministic_algorithms(deterministic)
         return self
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """Use ``training.cpu_threads`` torch threads inside the block (restored after)."""
+        wanted = (self.training or getattr(TrainingConfig, self.profile)()).cpu_threads
+        before = torch.get_num_threads()
+        if wanted > 0:
+            torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _input_stats(self, track_ids: list[str]) -> tuple[float, float]:
         """Mean and std of all log-mel values of the training tracks' clips."""
@@ -599,7 +610,7 @@ class SpectrogramEstimator:
         tracks = X["track_id"].to_numpy()
         K = len(self.target_columns_)
         out = np.empty((len(X), K))
-        with self._inference():
+        with self._threads(), self._inference():
             if self.model_.shares_encoder:
                 unique = sorted(set(tracks))
                 means = self._mean_over_crops([(t, None) for t in unique])  # (U, R, K)

@@ -13,8 +13,9 @@ sources under ``DIR/feast/`` that the views need, then applies these definitions
 Audio features are static (their event timestamp is the release date or first chart date) and
 popularity targets never change once known, so every view has a TTL of 150 years: a point-in-time
 join at any later time sees them, and ``materialize-incremental`` starts early enough to load them.
-Column names are kept as written by the extractor, dots included (``lowlevel.spectral_centroid.mean``):
-Feast's duckdb offline store and sqlite online store handle them unchanged.
+Column names are kept as written by the extractor, dots included
+(``lowlevel.spectral_centroid.mean``): Feast's duckdb offline store and sqlite online store handle
+them unchanged.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ track = Entity(
     name="track",
     join_keys=["track_id"],
     value_type=ValueType.STRING,
-    description="A Spotify track (22-character base62 id); versions of one song are separate tracks.",
+    description="A Spotify track (22-char base62 id); each version of a song is its own track.",
 )
 region = Entity(
     name="region",
@@ -129,7 +130,7 @@ popularity = FeatureView(
     ttl=STATIC_TTL,
     schema=_schema(POPULARITY_PATH, ("track_id", "region")),
     source=_source(f"popularity_{PERIOD}_source", POPULARITY_PATH),
-    description=f"Popularity targets per (track, region), {PERIOD} charts: curve, sum, debut, ranks.",
+    description=f"Popularity targets per (track, region) from {PERIOD} charts: curve, sum, ranks.",
 )
 
 _targets = [f.name for f in popularity.features if f.name != CURVE]
@@ -147,5 +148,5 @@ mp2_v1 = FeatureService(
 mp3_v1 = FeatureService(
     name="mp3_v1",
     features=[mel_spectrogram, popularity],
-    description="MP3 transformer: log-mel spectrogram and the popularity curve (plus scalar targets).",
+    description="MP3 transformer: log-mel spectrogram, popularity curve and scalar targets.",
 )

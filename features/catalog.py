@@ -373,11 +373,13 @@ def ingest_audio(
     report.files_found = len(files)
     rows = []
     for path in files:
+        match = _STEM_RE.match(path.stem)
         if str(path) in by_path:
-            rows.append((by_path[str(path)], 0, str(path)))
+            track_id = by_path[str(path)]
+            same = match is not None and match.group(1) == track_id
+            rows.append((track_id, int(match.group(2) or 0) if same else 0, str(path)))
             report.linked_by_mapping += 1
             continue
-        match = _STEM_RE.match(path.stem)
         if match:
             rows.append((match.group(1), int(match.group(2) or 0), str(path)))
             report.linked_by_name += 1

@@ -75,6 +75,10 @@ class ChartFormat(Protocol):
         """Read the file into :data:`STREAMS_COLUMNS`; raise ChartFileError if broken."""
         ...
 
+    def read_rows(self, path: Path) -> pd.DataFrame:
+        """Like ``read`` but ``track_id`` still holds raw references (validated in bulk later)."""
+        ...
+
 
 CHART_FORMATS: dict[str, ChartFormat] = {}
 """Registry of chart readers, by format name, in detection order."""
@@ -114,6 +118,10 @@ def _to_int(values: pd.Series, column: str) -> np.ndarray:
     """Integers from numbers that may be quoted or carry thousands separators."""
     if pd.api.types.is_integer_dtype(values):
         return values.to_numpy(dtype=np.int64)
+    try:  # fast path: plain digit strings
+        return values.to_numpy(dtype=object).astype(np.int64)
+    except (TypeError, ValueError, OverflowError):
+        pass
     cleaned = values.astype("string").str.replace(",", "", regex=False).str.strip()
     numbers = pd.to_numeric(cleaned, errors="coerce")
     if numbers.isna().any():
@@ -163,34 +171,71 @@ def _frame(
     artist: pd.Series,
     path: Path,
 ) -> pd.DataFrame:
-    """Assemble a streams frame; rows whose track reference holds no valid id are dropped.
-
-    The number of dropped rows is kept in ``frame.attrs["invalid_track_ids"]``.
-    """
-    track_ids = parse_track_ids(track_refs.reset_index(drop=True))
+    """Assemble a streams frame whose ``track_id`` still holds the raw track references
+    (URL, URI or bare id); :func:`validate_track_ids` turns them into ids."""
+    track_ids = track_refs.to_numpy(dtype=object)
     n = len(track_ids)
+    if isinstance(chart_date, date):
+        dates = np.full(n, np.datetime64(chart_date, "ns"))
+    else:
+        dates = pd.to_datetime(chart_date).to_numpy(dtype="datetime64[ns]")
+
+    def text(values: str | pd.Series) -> str | np.ndarray:
+        return values if isinstance(values, str) else values.to_numpy(dtype=object)
+
     frame = pd.DataFrame(
         {
-            "region": region if isinstance(region, str) else region.reset_index(drop=True),
-            "period": period if isinstance(period, str) else period.reset_index(drop=True),
-            "chart_date": pd.to_datetime(
-                [chart_date] * n
-                if isinstance(chart_date, date)
-                else chart_date.reset_index(drop=True)
-            ).astype("datetime64[ns]"),
+            "region": text(region),
+            "period": text(period),
+            "chart_date": dates,
             "track_id": track_ids,
-            "rank": _to_int(rank.reset_index(drop=True), "rank"),
-            "streams": _to_int(streams.reset_index(drop=True), "streams"),
-            "title": title.reset_index(drop=True).astype(object),
-            "artist": artist.reset_index(drop=True).astype(object),
+            "rank": _to_int(rank, "rank"),
+            "streams": _to_int(streams, "streams"),
+            "title": text(title),
+            "artist": text(artist),
             "source_file": str(path.resolve()),
         },
         columns=STREAMS_COLUMNS,
     )
-    valid = frame["track_id"].notna()
-    frame = frame[valid].reset_index(drop=True)
-    frame.attrs["invalid_track_ids"] = int((~valid).sum())
     return frame
+
+
+def validate_track_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """Replace raw track references by validated ids; drop the rows without a valid id.
+
+    Vectorised (one RE2 pass over the column), so ingestion validates all files at once.
+
+    Parameters
+    ----------
+    frame
+        Rows from a reader's ``read_rows``: ``track_id`` holds URLs, URIs or bare ids.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The valid rows (new index); ``attrs["invalid_track_ids"]`` is the number dropped and
+        ``attrs["invalid_by_file"]`` maps ``source_file`` to its count of dropped rows.
+    """
+    ids = parse_track_ids(frame["track_id"])
+    valid = ids.notna().to_numpy()
+    out = frame[valid].reset_index(drop=True)
+    out["track_id"] = ids[valid].to_numpy(dtype=object)
+    out.attrs["invalid_track_ids"] = int((~valid).sum())
+    out.attrs["invalid_by_file"] = frame.loc[~valid, "source_file"].value_counts().to_dict()
+    return out
+
+
+class _Reader:
+    """Base of the registered readers: ``read`` = ``read_rows`` + track-id validation."""
+
+    name = ""
+
+    def read_rows(self, path: Path) -> pd.DataFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def read(self, path: Path) -> pd.DataFrame:
+        """Read ``path`` into :data:`STREAMS_COLUMNS` (invalid track ids dropped and counted)."""
+        return validate_track_ids(self.read_rows(path))
 
 
 def _read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
@@ -210,7 +255,7 @@ def _require(frame: pd.DataFrame, columns: Iterable[str]) -> None:
 
 
 @register
-class SpotifyChartsLegacyCSV:
+class SpotifyChartsLegacyCSV(_Reader):
     """Old spotifycharts.com regional CSV (weekly or daily): a note line, then
     ``Position,"Track Name",Artist,Streams,URL``. Region and dates come from the file name."""
 
@@ -220,7 +265,7 @@ class SpotifyChartsLegacyCSV:
     def sniff(self, path: Path, head: bytes) -> bool:
         return bool(self._HEADER.search(_text_head(head)[:4096].lower()))
 
-    def read(self, path: Path) -> pd.DataFrame:
+    def read_rows(self, path: Path) -> pd.DataFrame:
         with path.open("rb") as handle:
             head = handle.read(4096)
         lines = _text_head(head).lower().splitlines()
@@ -258,7 +303,7 @@ class SpotifyChartsLegacyCSV:
 
 
 @register
-class SpotifyChartsCSV:
+class SpotifyChartsCSV(_Reader):
     """New charts.spotify.com CSV ``regional-<cc>-weekly-<date>.csv`` / ``-daily-``:
     ``rank,uri,artist_names,track_name,source,peak_rank,previous_rank,weeks_on_chart,streams``."""
 
@@ -268,7 +313,7 @@ class SpotifyChartsCSV:
         cols = [c.strip('"') for c in _first_line(head).split(",")]
         return {"rank", "uri", "artist_names", "track_name", "streams"} <= set(cols)
 
-    def read(self, path: Path) -> pd.DataFrame:
+    def read_rows(self, path: Path) -> pd.DataFrame:
         match = _REGIONAL_NAME_RE.search(path.name)
         dates = _dates_in_name(path)
         if not match or not dates:
@@ -293,7 +338,7 @@ class SpotifyChartsCSV:
 
 
 @register
-class DailyExportCSV:
+class DailyExportCSV(_Reader):
     """A scraper's daily export, many regions in one file:
     ``date,track,artist,...,current_pos,...,streams,country,country_short,track_uri,...``."""
 
@@ -304,7 +349,7 @@ class DailyExportCSV:
         cols = {c.strip('"') for c in _first_line(head).split(",")}
         return set(self._NEEDED) <= cols
 
-    def read(self, path: Path) -> pd.DataFrame:
+    def read_rows(self, path: Path) -> pd.DataFrame:
         rows = _read_csv(path)
         _require(rows, self._NEEDED)
         regions = rows["country_short"].str.strip().str.lower()
@@ -416,7 +461,7 @@ def _track_ref_from_hrefs(hrefs: list[str]) -> str:
 
 
 @register
-class KworbCountryDailyHTML:
+class KworbCountryDailyHTML(_Reader):
     """kworb.net country daily page (``<cc>_daily.html``): ``<table id="spotifydaily">`` with
     ``Pos | P+ | Artist and Title | Days | Pk | (x?) | Streams | ...``; the chart date is the first
     ``YYYY/MM/DD`` printed on the page."""
@@ -427,7 +472,7 @@ class KworbCountryDailyHTML:
         text = head.decode("utf-8", errors="replace").lower()
         return "<table" in text and ("spotifydaily" in text or "artist and title" in text)
 
-    def read(self, path: Path) -> pd.DataFrame:
+    def read_rows(self, path: Path) -> pd.DataFrame:
         page = _parse_html(path)
         tables = [t for t in page.tables if t.attrs.get("id") == "spotifydaily"] or [
             t for t in page.tables if "artist and title" in _header(t)
@@ -480,7 +525,7 @@ _ROW_DATE_RE = re.compile(r"^(\d{4})/(\d{2})/(\d{2})$")
 
 
 @register
-class KworbTrackHTML:
+class KworbTrackHTML(_Reader):
     """kworb.net track page (``track/<id>.html``): weekly and daily tables with header
     ``Date | Global | US | ...``, rows ``Total``, ``Peak``, then ``YYYY/MM/DD`` rows whose cells
     are ``position (streams)``. Weekly vs daily is told by the table's heading, else by the date
@@ -494,7 +539,7 @@ class KworbTrackHTML:
             re.search(r"<t[hd][^>]*>\s*date\s*</t[hd]>\s*<t[hd][^>]*>\s*global", text)
         )
 
-    def read(self, path: Path) -> pd.DataFrame:
+    def read_rows(self, path: Path) -> pd.DataFrame:
         page = _parse_html(path)
         track_id = self._track_id(path, page)
         title, artist = self._title_artist(page)
@@ -610,13 +655,16 @@ def _skip_reason(head: bytes) -> str:
     return "unknown format (no registered chart format recognises the content)"
 
 
-def read_chart_file(path: Path) -> tuple[str, pd.DataFrame]:
+def read_chart_file(path: Path, validate: bool = True) -> tuple[str, pd.DataFrame]:
     """Detect the format of one file and read it.
 
     Parameters
     ----------
     path
         A chart file.
+    validate
+        Validate track ids (:func:`validate_track_ids`); False leaves the raw references, for
+        callers that validate many files in one pass.
 
     Returns
     -------
@@ -633,12 +681,13 @@ def read_chart_file(path: Path) -> tuple[str, pd.DataFrame]:
     name = detect_format(path, head)
     if name is None:
         raise ChartFileError(_skip_reason(head))
+    reader = CHART_FORMATS[name]
     try:
-        frame = CHART_FORMATS[name].read(path)
+        frame = reader.read(path) if validate else reader.read_rows(path)
     except DataError as exc:
         raise ChartFileError(str(exc)) from None
     if frame.empty:
-        raise ChartFileError("no chart rows with a valid track id")
+        raise ChartFileError("no chart rows" + (" with a valid track id" if validate else ""))
     return name, frame
 
 
@@ -871,11 +920,11 @@ def ingest_charts(
     files = _chart_files(paths)
     existing = read_streams(data_dir)
     frames: list[pd.DataFrame] = []
-    formats: Counter[str] = Counter()
+    format_of: dict[str, str] = {}
     disable = None if progress is None else not progress
     for path in tqdm(files, desc="ingest charts", unit="file", disable=disable):
         try:
-            name, frame = read_chart_file(path)
+            name, frame = read_chart_file(path, validate=False)
         except ChartFileError as exc:
             report.skipped.append((str(path), str(exc)))
             if on_file:
@@ -884,14 +933,19 @@ def ingest_charts(
         except OSError as exc:
             report.skipped.append((str(path), f"cannot open: {exc.strerror}"))
             continue
-        formats[name] += 1
-        report.invalid_track_ids += frame.attrs.get("invalid_track_ids", 0)
+        format_of[frame["source_file"].iloc[0]] = name
         frames.append(frame)
         if on_file:
             on_file(path, name)
-    report.files_read = sum(formats.values())
-    report.formats = dict(formats)
-    new = pd.concat(frames, ignore_index=True) if frames else _empty_streams()
+    new = _empty_streams()
+    if frames:
+        new = validate_track_ids(pd.concat(frames, ignore_index=True))  # one pass for all files
+        report.invalid_track_ids = new.attrs["invalid_track_ids"]
+        for source in set(format_of) - set(new["source_file"].unique()):
+            report.skipped.append((source, "no chart rows with a valid track id"))
+            del format_of[source]
+    report.formats = dict(Counter(format_of.values()))
+    report.files_read = len(format_of)
     report.rows_read = len(new)
     merged = _merge(existing, new, report)
     if report.rows_added or not (data_dir / "streams.parquet").exists():
@@ -900,7 +954,10 @@ def ingest_charts(
     report.rows_total = len(merged)
     build_catalog(data_dir)
     report.seconds = time.perf_counter() - started
-    (data_dir / "ingest_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    report_path = data_dir / "ingest_report.json"
+    tmp = report_path.with_name(f".{report_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    os.replace(tmp, report_path)
     return report
 
 
@@ -915,5 +972,6 @@ __all__ = [
     "read_chart_file",
     "read_streams",
     "register",
+    "validate_track_ids",
     "write_parquet_atomic",
 ]

@@ -6,9 +6,11 @@
     out_dir/raw/audio/<track_id>_1.mp3      a second 30 s window of some tracks
     out_dir/raw/charts/<cc>/<YYYY-MM-DD>--<YYYY-MM-DD><cc>.csv
                                             weekly Top-N charts, old spotifycharts.com CSV format
-    out_dir/raw/catalog.csv                 mapping CSV: path,track_id,song_id,release_date,title,artist
-                                            (``path`` is relative to the CSV's folder, ``out_dir/raw``)
-    out_dir/raw/demo.json                   the generation parameters, written last (completion mark)
+    out_dir/raw/catalog.csv                 mapping CSV: path,track_id,song_id,release_date,
+                                            title,artist (``path`` is relative to the CSV's
+                                            folder, ``out_dir/raw``)
+    out_dir/raw/demo.json                   the generation parameters, written last (it marks
+                                            a complete demo)
     out_dir/ground_truth.parquet            the hidden truth (below)
 
 Then ``benchmark ingest charts out_dir/raw/charts --data-dir out_dir`` and
@@ -20,11 +22,14 @@ Each song has musical attributes (:class:`features.synth.SongAttributes`: tempo 
 key, brightness, rhythmic density, loudness, timbre) drawn from a seeded RNG; the synthesiser makes
 them audible. Some songs get a second version (every 10th song, from song 1, a ``" - Remastered
 <year>"``, every 10th from song 2 a ``" - Live"``: louder/brighter, or with reverb and crowd noise),
-a different track id and a later release. Some tracks get a second clip (a later window of the song).
+a different track id and a later release. Some tracks get a second clip (a later window of the
+song).
 
 In region ``r``, track ``t`` of song ``s`` has a log stream level
 
-    ``L[t, r] = log(market[r]) + taste_r(attributes[s]) + social[s, r] + offset[version] (+ 1.8 if seasonal)``
+    ``L[t, r] = log(market[r]) + taste_r(attributes[s]) + social[s, r] + offset[version]``
+
+(plus 1.8 for seasonal songs)
 
 where ``taste_r`` is a region-dependent function of tempo, mode, brightness, density and loudness
 (a shared liking for loud, dense, bright music plus each region's own taste: ``de`` likes fast
@@ -73,6 +78,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from features.catalog import song_id as song_id_of
 from features.errors import DataError
 from features.synth import SongAttributes, encode_mp3, render_clip
 
@@ -201,7 +207,9 @@ def _standardised(attrs: list[SongAttributes]) -> dict[str, np.ndarray]:
     def z_uniform(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
         return (values - (lo + hi) / 2.0) / ((hi - lo) / np.sqrt(12.0))
 
-    col = {name: np.array([getattr(a, name) for a in attrs], dtype=float) for name in asdict(attrs[0])}
+    col = {
+        name: np.array([getattr(a, name) for a in attrs], dtype=float) for name in asdict(attrs[0])
+    }
     p = MAJOR_PROBABILITY
     return {
         "tempo": z_uniform(col["tempo"], *TEMPO_RANGE),
@@ -285,7 +293,7 @@ def _title(rng: np.random.Generator, song: int, artists: list[str]) -> str:
 
 
 def _shape(rise: int, decay: float, tail: float, age: np.ndarray) -> np.ndarray:
-    """Expected relative weekly streams at ``age`` weeks after release (peak 1, 0 before release)."""
+    """Expected relative weekly streams ``age`` weeks after release (peak 1, 0 before release)."""
     after = np.maximum(age - rise, 0)
     decaying = (1.0 - tail) * decay**after + tail * 0.97**after
     rising = 0.45 ** np.maximum(rise - age, 0)
@@ -329,8 +337,6 @@ def _build_tracks(
     artists = [_artist_name(seed, j) for j in range(n_artists)]
     attrs, phantom, tracks = [], [], []
     used_keys: set[str] = set()
-    from features.catalog import song_id as song_id_of
-
     for i in range(songs):
         attrs.append(_draw_attributes(np.random.default_rng([seed, _ATTRS, i])))
         phantom.append(_draw_attributes(np.random.default_rng([seed, _PHANTOM, i])))
@@ -407,8 +413,18 @@ def _render_task(task: tuple[str, SongAttributes, int, int, str]) -> str:
     return path
 
 
-def _render_audio(tasks: list[tuple[str, SongAttributes, int, int, str]], workers: int) -> None:
-    todo = [t for t in tasks if not Path(t[0]).exists()]  # a clip's bytes depend only on its task
+def _render_audio(
+    tasks: list[tuple[str, SongAttributes, int, int, str]], workers: int, stamp: Path, seed: int
+) -> None:
+    """Render the clips not yet on disk; ``stamp`` records the generator format and seed of the
+    clips present, since a clip's bytes depend only on those and its song (so a run resumes)."""
+    current = {"format": DEMO_FORMAT, "seed": seed}
+    try:
+        reusable = json.loads(stamp.read_text()) == current
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        reusable = False
+    todo = [t for t in tasks if not (reusable and Path(t[0]).exists())]
+    _write_text_atomic(stamp, json.dumps(current) + "\n")
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="demo audio", unit="clip")
     with bar:
         if workers <= 1 or len(todo) <= 1:
@@ -453,6 +469,7 @@ def make_demo(
     *,
     weeks: int = DEFAULT_WEEKS,
     top_n: int = DEFAULT_TOP_N,
+    audio: bool = True,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
@@ -480,6 +497,9 @@ def make_demo(
         Number of weekly charts per region.
     top_n : int
         Chart length: only the top ``top_n`` tracks of each week are listed.
+    audio : bool
+        False skips rendering the clips (charts, catalog and truth only: quick experiments with
+        the chart model; the catalog then names files that do not exist).
     workers : int, optional
         Processes rendering audio (default: up to 2).
     progress : callable, optional
@@ -515,6 +535,7 @@ def make_demo(
     raw = out_dir / "raw"
     marker = raw / _DEMO_FILE
     params = _parameters(songs, regions, seed, null, weeks, top_n)
+    params["audio"] = audio
     if marker.is_file() and (out_dir / "ground_truth.parquet").is_file():
         try:
             done = json.loads(marker.read_text())
@@ -547,8 +568,10 @@ def make_demo(
                     t.version,
                 )
             )
-    _remove_stale(audio_dir, {Path(task[0]) for task in tasks}, _CLIP_NAME_RE)
-    _render_audio(tasks, workers if workers is not None else min(2, os.cpu_count() or 1))
+    if audio:
+        _remove_stale(audio_dir, {Path(task[0]) for task in tasks}, _CLIP_NAME_RE)
+        n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+        _render_audio(tasks, n_workers, audio_dir / ".demo-audio.json", seed)
 
     # --- levels and charts ---
     week_index = np.arange(weeks)
@@ -647,7 +670,7 @@ def make_demo(
     _write_text_atomic(marker, json.dumps(params, indent=2) + "\n")
     say(
         f"demo: {songs} songs, {len(tracks)} tracks, {len(tasks)} clips, "
-        f"{regions} regions x {weeks} weekly top-{top_n} charts"
+        f"{regions} region(s) x {weeks} weekly top-{top_n} charts"
     )
     return out_dir
 

@@ -264,7 +264,8 @@ def _run_tasks(
     executor, client = _executor(workers, scheduler)
     todo = list(range(len(paths)))[::-1]
     pending: dict[futures.Future, int] = {}
-    limit = max(2 * workers, 2)
+    threads = sum(client.nthreads().values()) if client is not None else workers
+    limit = max(2 * threads, 2)
     try:
         while todo or pending:
             while todo and len(pending) < limit:
@@ -277,9 +278,10 @@ def _run_tasks(
                 try:
                     result = fut.result()
                 except Exception as exc:
-                    broken = broken or isinstance(exc, BrokenProcessPool)
+                    crashed = isinstance(exc, BrokenProcessPool)
+                    broken = broken or crashed
                     result = {
-                        "error_type": "WorkerCrashed" if broken else type(exc).__name__,
+                        "error_type": "WorkerCrashed" if crashed else type(exc).__name__,
                         "message": f"{paths[i]}: the worker process failed ({exc})",
                         "transient": True,
                     }
@@ -391,14 +393,16 @@ def _event_timestamps(data_dir: Path, track_ids: Sequence[str]) -> pd.Series:
     if catalog_path.exists():
         catalog = pd.read_parquet(catalog_path)
         if "release_date" in catalog.columns:
-            release = pd.to_datetime(catalog["release_date"], utc=True, errors="coerce")
+            release = pd.to_datetime(
+                catalog["release_date"], utc=True, errors="coerce", format="mixed"
+            )
             release.index = catalog["track_id"].astype(str)
             release = release[release.notna()].groupby(level=0).min()
             result = result.fillna(release.reindex(result.index))
     streams_path = data_dir / "streams.parquet"
     if streams_path.exists() and result.isna().any():
         streams = pd.read_parquet(streams_path, columns=["track_id", "chart_date"])
-        first = pd.to_datetime(streams["chart_date"], utc=True, errors="coerce")
+        first = pd.to_datetime(streams["chart_date"], utc=True, errors="coerce", format="mixed")
         first = first.groupby(streams["track_id"].astype(str)).min()
         result = result.fillna(first.reindex(result.index))
     return result.fillna(FALLBACK_TIMESTAMP).astype("datetime64[ns, UTC]")

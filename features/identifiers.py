@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.errors import DataError
 
@@ -22,6 +24,7 @@ _TRACK_REF = (
     r"([0-9A-Za-z]{22})(?:\?[^\s]*)?\s*$"
 )
 _TRACK_REF_RE = re.compile(_TRACK_REF)
+_TRACK_REF_NAMED = _TRACK_REF.replace("([0-9A-Za-z]{22})", "(?P<id>[0-9A-Za-z]{22})")  # for RE2
 _REGION_RE = re.compile(r"^(?:[a-z]{2}|global)$")
 
 
@@ -58,7 +61,13 @@ def parse_track_ids(values: pd.Series) -> pd.Series:
     pandas.Series
         Object series of ids (NaN for invalid entries), same index as ``values``.
     """
-    return values.astype("string").str.extract(_TRACK_REF, expand=False).astype(object)
+    raw = values.to_numpy(dtype=object)
+    try:
+        refs = pa.array(raw, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # non-string entries hold no id
+        refs = pa.array([v if isinstance(v, str) else None for v in raw], type=pa.string())
+    ids = pc.struct_field(pc.extract_regex(refs, _TRACK_REF_NAMED), [0])
+    return pd.Series(ids.to_numpy(zero_copy_only=False), index=values.index, dtype=object)
 
 
 def normalise_region(text: str) -> str:

@@ -6,9 +6,10 @@ sets (for the duration of each call only) to the absolute data dir it is given. 
 ``DIR/feast/``: ``registry.db`` (sqlite SQL registry), ``online_store.db`` (sqlite online store) and
 two derived sources written by :func:`apply`:
 
-- ``popularity_<period>.parquet``: the rows of ``popularity.parquet`` for the store's ONE chart period
-  (``weekly`` by default, ``apply(data_dir, period="daily")`` or ``MUSICPOP_PERIOD=daily`` for plain
-  ``feast apply``); the ``popularity`` view reads it, so a (track, region) never mixes periods.
+- ``popularity_<period>.parquet``: the rows of ``popularity.parquet`` for the store's ONE chart
+  period (``weekly`` by default; ``apply(data_dir, period="daily")``, or ``MUSICPOP_PERIOD=daily``
+  for plain ``feast apply``); the ``popularity`` view reads it, so a (track, region) never mixes
+  periods.
   ``debut_date`` becomes an ISO date string there (Feast cannot materialize timestamp features).
   Re-applying with another period re-points the view; both files may coexist.
 - ``mel_clip0.parquet``: clip 0 of every track for the ``mel_spectrogram`` view (Feast serves one
@@ -50,6 +51,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sqlite3
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -97,11 +99,13 @@ def _popularity_source(period: str) -> Path:
 
 @contextmanager
 def _env(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of the block, then restore them."""
+    """Set environment variables for the block (and hush ibis's deprecation notices), then restore."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
+            yield
     finally:
         for key, old in saved.items():
             if old is None:
@@ -121,7 +125,9 @@ def _config_path() -> Path:
 def _check_table(data_dir: Path, relative: Path) -> pa.Schema:
     path = data_dir / relative
     if not path.is_file():
-        raise DataError(f"{path}: missing; build it first (see docs/architecture.md, Data directory)")
+        raise DataError(
+            f"{path}: missing; build it first (see docs/architecture.md, Data directory)"
+        )
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -267,7 +273,8 @@ def apply(data_dir: Path | str, period: str = DEFAULT_PERIOD) -> None:
         for value in vars(module).values()
         if isinstance(value, kind)
     ]
-    feature_store(data_dir).apply(objects)
+    with _env({DATA_DIR_ENV: str(data_dir)}):
+        feature_store(data_dir).apply(objects)
 
 
 def _registered_views(store: feast.FeatureStore, data_dir: Path) -> list[feast.FeatureView]:
@@ -361,16 +368,12 @@ def info(data_dir: Path | str) -> str:
         lines.append(f"  {'':<18} source {path}")
     lines.append("feature services:")
     for service in sorted(store.list_feature_services(), key=lambda s: s.name):
-        parts = ", ".join(
-            f"{p.name}[{len(p.features)}]" for p in service.feature_view_projections
-        )
+        parts = ", ".join(f"{p.name}[{len(p.features)}]" for p in service.feature_view_projections)
         lines.append(f"  {service.name:<13} {parts}: {service.description}")
     return "\n".join(lines)
 
 
-def training_frame(
-    data_dir: Path | str, service: str, entity_rows: pd.DataFrame
-) -> pd.DataFrame:
+def training_frame(data_dir: Path | str, service: str, entity_rows: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time join of a feature service onto entity rows (offline store).
 
     Parameters
@@ -396,7 +399,9 @@ def training_frame(
         Unknown service, missing entity columns, or nothing applied yet.
     """
     if service not in SERVICES:
-        raise DataError(f"unknown feature service {service!r}; expected one of {', '.join(SERVICES)}")
+        raise DataError(
+            f"unknown feature service {service!r}; expected one of {', '.join(SERVICES)}"
+        )
     missing = [c for c in ENTITY_COLUMNS if c not in entity_rows.columns]
     if missing:
         raise DataError(f"entity rows lack column(s) {', '.join(missing)}")
@@ -404,17 +409,21 @@ def training_frame(
     store = feature_store(data_dir)
     _registered_views(store, data_dir)
     entity_df = entity_rows.reset_index(drop=True)
-    entity_df["event_timestamp"] = _utc(entity_df["event_timestamp"], Path("entity rows"), "event_timestamp")
+    entity_df["event_timestamp"] = _utc(
+        entity_df["event_timestamp"], Path("entity rows"), "event_timestamp"
+    )
     entity_df[_ROW] = np.arange(len(entity_df))
     with _env({DATA_DIR_ENV: str(data_dir)}):
         joined = store.get_historical_features(
             entity_df=entity_df, features=store.get_feature_service(service)
         ).to_df()
     joined = joined.sort_values(_ROW, kind="stable")
-    if len(joined) != len(entity_df) or not np.array_equal(joined[_ROW].to_numpy(), entity_df[_ROW]):
+    if len(joined) != len(entity_df) or not np.array_equal(
+        joined[_ROW].to_numpy(), entity_df[_ROW]
+    ):
         raise RuntimeError(
-            f"Feast returned {len(joined)} rows for {len(entity_df)} entity rows; check the offline "
-            "store (the `file` store drops rows; use duckdb)"
+            f"Feast returned {len(joined)} rows for {len(entity_df)} entity rows; check the "
+            "offline store (the `file` store drops rows; use duckdb)"
         )
     front = [c for c in entity_rows.columns]
     joined = joined.drop(columns=_ROW)

@@ -1,20 +1,23 @@
-"""Procedural music synthesiser for the demo dataset: drums, bass, chords and lead from a few attributes.
+"""Procedural music synthesiser for the demo dataset: drums, bass, chords and lead.
 
-Every clip is rendered from a :class:`SongAttributes` (tempo, mode, key, brightness, rhythmic density,
-loudness, timbre), a song seed, the bar the 30 s window starts at and a version variant. All rendering
-is vectorised numpy (a Python loop runs over notes, never over samples); the same inputs always give
-the same samples, and :func:`encode_mp3` turns them into the same MP3 bytes.
+Every clip is rendered from a :class:`SongAttributes` (tempo, mode, key, brightness, rhythmic
+density, loudness, timbre), a song seed, the bar the 30 s window starts at and a version variant.
+All rendering is vectorised numpy (a Python loop runs over notes, never over samples); the same
+inputs always give the same samples, and :func:`encode_mp3` turns them into the same MP3 bytes.
 
 How each attribute is made audible (so that low-level audio features can recover it):
 
-- ``tempo``: the drum grid (kick on 1 and 3, snare on 2 and 4, hats on eighths) and every note onset.
+- ``tempo``: the drum grid (kick on 1 and 3, snare on 2 and 4, hats on eighths) and every note
+  onset.
 - ``mode`` and ``key``: diatonic triads, bass roots and lead notes come from the major or natural
   minor scale on the tonic ``key``; the progressions start on the tonic chord.
-- ``brightness``: the harmonic roll-off of the tonal instruments, the cut-off of a low-pass filter on
-  the tonal bus (about 500 Hz to 11 kHz) and the level of the hi-hats.
+- ``brightness``: the harmonic roll-off of the tonal instruments, the cut-off of a low-pass filter
+  on the tonal bus (about 500 Hz to 11 kHz), the level of the hi-hats and a high shelf on the
+  master.
 - ``density``: extra kicks, ghost snares, sixteenth-note hats, rhythmic chord stabs instead of pads,
   eighth-note bass, and the probability of a lead note on each eighth.
-- ``loudness``: the RMS level of the mix in dBFS before a tanh soft clipper (loud masters get squashed).
+- ``loudness``: the RMS level of the mix in dBFS before a tanh soft clipper (loud masters get
+  squashed).
 - ``timbre``: the waveform family of the lead and chords (0 organ, 1 saw, 2 square, 3 hollow pulse);
   a nuisance attribute, popularity does not depend on it.
 """
@@ -132,16 +135,16 @@ def _render_notes(
     decay: float,
     sustain: float,
 ) -> np.ndarray:
-    """Render notes (start_s, midi, velocity) of one length with a wavetable and an ADSR envelope."""
+    """Render notes (start_s, midi, velocity) of one length with a wavetable and an envelope."""
     out = np.zeros(n, dtype=np.float64)
-    length = int(round((duration + 0.03) * SAMPLE_RATE))
+    length = round((duration + 0.03) * SAMPLE_RATE)
     t = np.arange(length) / SAMPLE_RATE
     env = sustain + (1.0 - sustain) * np.exp(-t / decay)
     env *= np.minimum(1.0, t / attack)
     env *= np.clip(1.0 - (t - duration) / 0.03, 0.0, 1.0)
     phase = t * TABLE_SIZE
     for start_s, midi, vel in notes:
-        i0 = int(round(start_s * SAMPLE_RATE))
+        i0 = round(start_s * SAMPLE_RATE)
         if i0 >= n:
             continue
         m = min(length, n - i0)
@@ -157,7 +160,9 @@ def _drum_hits(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.nda
     f = 45.0 + 90.0 * np.exp(-t / 0.04)
     kick = np.sin(2.0 * np.pi * np.cumsum(f) / SAMPLE_RATE) * np.exp(-t / 0.12)
     noise = rng.standard_normal(t.size)
-    snare = 0.6 * noise * np.exp(-t / 0.07) + 0.5 * np.sin(2.0 * np.pi * 190.0 * t) * np.exp(-t / 0.05)
+    snare = 0.6 * noise * np.exp(-t / 0.07) + 0.5 * np.sin(2.0 * np.pi * 190.0 * t) * np.exp(
+        -t / 0.05
+    )
     hp = sps.butter(2, 7000.0, btype="highpass", fs=SAMPLE_RATE, output="sos")
     hat = sps.sosfilt(hp, rng.standard_normal(t.size)) * np.exp(-t / 0.02)
     snare = snare[: int(0.25 * SAMPLE_RATE)]
@@ -206,7 +211,7 @@ def render_clip(
         raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     var = VARIANTS[variant]
     song_rng = np.random.default_rng([seed, 1])
-    n = int(round(seconds * SAMPLE_RATE))
+    n = round(seconds * SAMPLE_RATE)
     tempo = attrs.tempo * var.tempo_scale
     brightness = float(np.clip(attrs.brightness + var.brightness_shift, 0.0, 1.0))
     density = attrs.density
@@ -243,7 +248,7 @@ def render_clip(
     drums = (
         _place(kick, onset[k_on], vj[k_on], n)
         + 0.7 * _place(snare, onset[s_on], snare_vel[s_on], n)
-        + (0.12 + 0.3 * brightness) * _place(hat, onset[h_on], hat_vel[h_on], n)
+        + (0.06 + 0.4 * brightness) * _place(hat, onset[h_on], hat_vel[h_on], n)
     )
 
     # --- harmony: chord per bar from the section's progression ---
@@ -291,9 +296,14 @@ def render_clip(
     cutoff = 500.0 * 2.0 ** (brightness * 4.5)
     tonal = sps.sosfilt(sps.butter(2, cutoff, fs=SAMPLE_RATE, output="sos"), tonal)
     bass_len = (2 if density > 0.5 else 4) * step * 0.9
-    bass = 0.8 * _render_notes(bass_notes, bass_len, bass_table, n, attack=0.005, decay=0.2, sustain=0.6)
+    bass = 0.8 * _render_notes(
+        bass_notes, bass_len, bass_table, n, attack=0.005, decay=0.2, sustain=0.6
+    )
 
     mix = drums + bass + tonal
+    # master tilt: a high shelf from -6 dB (dark) to +7 dB (bright) above about 2 kHz
+    shelf = sps.sosfilt(sps.butter(1, 2000.0, btype="highpass", fs=SAMPLE_RATE, output="sos"), mix)
+    mix = mix + (2.0 * brightness - 0.55) * shelf
     if var.reverb > 0:
         t = np.arange(int(1.2 * SAMPLE_RATE)) / SAMPLE_RATE
         ir = noise_rng.standard_normal(t.size) * np.exp(-t / 0.35)

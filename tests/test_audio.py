@@ -21,7 +21,9 @@ from features.audio import (
 RATE = 22_050
 
 
-def _tone(seconds: float, freq: float = 440.0, rate: int = RATE, stereo: bool = False) -> np.ndarray:
+def _tone(
+    seconds: float, freq: float = 440.0, rate: int = RATE, stereo: bool = False
+) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     left = 0.4 * np.sin(2 * np.pi * freq * t)
     if not stereo:
@@ -37,7 +39,9 @@ def _dominant_hz(signal: np.ndarray, rate: int) -> float:
 @pytest.mark.parametrize(
     ("suffix", "fmt"), [(".wav", "WAV"), (".flac", "FLAC"), (".ogg", "OGG"), (".mp3", "MP3")]
 )
-def test_formats_decode_to_mono_float32_at_requested_rate(tmp_path: Path, suffix: str, fmt: str) -> None:
+def test_formats_decode_to_mono_float32_at_requested_rate(
+    tmp_path: Path, suffix: str, fmt: str
+) -> None:
     path = tmp_path / f"tone{suffix}"
     sf.write(path, _tone(2.0, stereo=True), RATE, format=fmt)
     for rate in (16_000, 44_100):

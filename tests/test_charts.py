@@ -200,6 +200,19 @@ def test_conflicting_values_are_reported_not_overwritten(tmp_path: Path) -> None
     assert kept["streams"].tolist() == [14202522]
 
 
+def test_file_without_valid_track_ids_is_skipped(tmp_path: Path) -> None:
+    bad = tmp_path / "charts" / "us" / "2019-01-04--2019-01-11us.csv"
+    bad.parent.mkdir(parents=True)
+    text = (FIXTURES / "legacy_weekly/us/2019-01-04--2019-01-11us.csv").read_text()
+    bad.write_text(text.replace("open.spotify.com/track/", "open.spotify.com/track/x"))
+    report = ingest_charts([bad.parent], tmp_path / "data", progress=False)
+    assert report.files_read == 0 and report.rows_read == 0
+    assert report.invalid_track_ids == 3
+    assert report.skipped == [(str(bad.resolve()), "no chart rows with a valid track id")]
+    with pytest.raises(ChartFileError, match="valid track id"):
+        read_chart_file(bad)
+
+
 def test_missing_path_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         ingest_charts([tmp_path / "nope"], tmp_path / "data", progress=False)

@@ -60,12 +60,15 @@ def test_descriptors_follow_the_signal() -> None:
     clicks = extract_lowlevel(_click_track(120.0))
     assert abs(clicks["rhythm.bpm"] - 120.0) < 2.0
     assert abs(clicks["rhythm.beat_interval.mean"] - 0.5) < 0.02
-    low, high = extract_lowlevel(_tone_noise(freq=200.0)), extract_lowlevel(_tone_noise(freq=3000.0))
+    low, high = (
+        extract_lowlevel(_tone_noise(freq=200.0)),
+        extract_lowlevel(_tone_noise(freq=3000.0)),
+    )
     assert high["lowlevel.spectral_centroid.mean"] > low["lowlevel.spectral_centroid.mean"]
 
 
 def test_key_encoding_on_the_circle_of_fifths() -> None:
-    assert _key_encoding("A", "minor") == pytest.approx(_key_encoding("C", "major")[:2] + (0.0,))
+    assert _key_encoding("A", "minor") == pytest.approx((*_key_encoding("C", "major")[:2], 0.0))
     sin, cos, major = _key_encoding("G", "major")
     assert (sin, cos, major) == pytest.approx((0.5, math.sqrt(3) / 2, 1.0))
     assert _key_encoding("Bb", "major") == pytest.approx(_key_encoding("A#", "major"))

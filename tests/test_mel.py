@@ -92,7 +92,9 @@ def test_tone_lands_in_the_right_band_and_silence_hits_the_floor() -> None:
     config = MelConfig()
     t = np.arange(16_000) / 16_000
     mel = log_mel((0.5 * np.sin(2 * np.pi * 1_000.0 * t)).astype(np.float32), config)
-    centres = 700.0 * (10 ** (np.linspace(0, 2595 * np.log10(1 + 8000 / 700), 130)[1:-1] / 2595) - 1)
+    centres = 700.0 * (
+        10 ** (np.linspace(0, 2595 * np.log10(1 + 8000 / 700), 130)[1:-1] / 2595) - 1
+    )
     peak_band = int(np.argmax(mel.mean(axis=1)))
     assert abs(centres[peak_band] - 1_000.0) < 60.0
     silent = log_mel(np.zeros(4_000, np.float32), config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,6 +19,16 @@ from models.blocks import (
 )
 from models.mp2 import MP2, MP2Config
 from models.mp3 import MP3, MP3Config
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a busy 2-core machine two threads spin-wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 TINY = EncoderConfig(n_mels=32, n_frames=64, dim=32, n_layers=2, n_heads=2, pos_dim=8)
 

@@ -1,4 +1,4 @@
-"""notebooks/feature_retrieval.ipynb runs top to bottom on a tiny data dir and draws a spectrogram."""
+"""notebooks/feature_retrieval.ipynb runs top to bottom on a tiny data dir and plots a mel."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ def test_feature_retrieval_notebook_executes(
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": NOTEBOOK.parent}}
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": NOTEBOOK.parent}},
     ).execute()
 
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]

@@ -1,4 +1,4 @@
-"""The Feast store on a tiny synthetic data dir: apply, materialize, point-in-time joins, mels, CLI."""
+"""The Feast store on a tiny synthetic data dir: apply, materialize, joins, mels, CLI."""
 
 from __future__ import annotations
 
@@ -36,7 +36,14 @@ def _entity_rows(ids: list[str]) -> pd.DataFrame:
             "track_id": [ids[3], ids[0], ids[3], ids[3], ids[11], ids[0]],
             "region": ["us", "gb", "us", "us", "us", "gb"],
             "event_timestamp": pd.to_datetime(
-                ["2024-01-01", "2024-01-01", "2024-01-01", "2019-06-01", "2020-01-05", "2024-01-01"],
+                [
+                    "2024-01-01",
+                    "2024-01-01",
+                    "2024-01-01",
+                    "2019-06-01",
+                    "2020-01-05",
+                    "2024-01-01",
+                ],
                 utc=True,
             ),
             "fold": [0, 1, 2, 3, 4, 5],
@@ -154,6 +161,18 @@ def test_bad_input_gives_one_clear_error(tmp_path: Path, applied: tuple[Path, li
     )
     with pytest.raises(DataError, match=r"popularity\.parquet: missing column\(s\) sum"):
         store.apply(broken)
+
+
+def test_file_offline_store_trap_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feast's `file` offline store drops repeated entity rows; training_frame refuses its answer."""
+    config = (store.REPO_DIR / "feature_store.yaml").read_text()
+    (tmp_path / "file_store.yaml").write_text(config.replace("type: duckdb", "type: file"))
+    monkeypatch.setenv(store.CONFIG_ENV, str(tmp_path / "file_store.yaml"))
+    data_dir = tmp_path / "data"
+    ids = write_synthetic_tables(data_dir, tracks=12, regions=2, features=2, seed=1)
+    store.apply(data_dir)
+    with pytest.raises(RuntimeError, match=r"Feast returned [0-5] rows for 6 entity rows"):
+        store.training_frame(data_dir, "classical_v1", _entity_rows(ids))
 
 
 def test_cli_store_info(applied: tuple[Path, list[str]], capsys: pytest.CaptureFixture) -> None:

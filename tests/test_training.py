@@ -20,7 +20,13 @@ ENC = EncoderConfig(n_mels=N_MELS, n_frames=48, dim=32, n_layers=1, n_heads=2)
 
 
 def train_cfg(epochs: int, **kw: float) -> TrainingConfig:
-    base = {"batch_size": 8, "lr": 3e-3, "warmup_epochs": 0.5, "val_fraction": 0.0}
+    base = {
+        "batch_size": 8,
+        "lr": 3e-3,
+        "warmup_epochs": 0.5,
+        "val_fraction": 0.0,
+        "cpu_threads": 1,
+    }
     return TrainingConfig(epochs=epochs, **{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -186,11 +192,9 @@ def test_interrupted_fit_resumes_from_checkpoint(tmp_path: Path) -> None:
 
 
 def test_variable_clip_lengths_and_validation_split() -> None:
-    spectrograms, a = make_tracks(10, seed=5, frames=(30, 131))  # shorter and longer than a crop
+    spectrograms, _ = make_tracks(10, seed=5, frames=(30, 131))  # shorter and longer than a crop
     spectrograms["odd"] = [spectrograms["t5_000"][1][:, :77]]
     X = rows(spectrograms, ["us", "gb"])
-    X["song_id"] = X["track_id"].str[:4]  # tracks share songs: t5_0xx and "odd"
-    X.loc[X["track_id"] == "odd", "song_id"] = "t5_0"
     y = pd.DataFrame({"log1p_sum": np.arange(len(X), dtype=float), "log1p_debut": 1.0})
     y.loc[0, "log1p_debut"] = 2.0
     est = MP2Estimator(
@@ -201,9 +205,9 @@ def test_variable_clip_lengths_and_validation_split() -> None:
         augment=AugmentConfig.quick(),
         progress=False,
     )
-    X["song_id"] = [f"s{i % 6}" for i in range(len(X) // 2) for _ in range(2)]
+    X["song_id"] = [f"s{i % 6}" for i in range(len(X) // 2) for _ in range(2)]  # 11 tracks
     est.fit(X, y)
-    assert len(est.validation_songs_) == 2  # 30% of 6 songs
+    assert len(est.validation_songs_) == 2  # 30% of 6 songs, whole songs only
     assert all("val_loss" in r for r in est.history_)
     pred = est.predict(X.iloc[::-1])
     assert pred.index.equals(X.index[::-1]) and np.isfinite(pred.to_numpy()).all()
@@ -239,7 +243,9 @@ def test_bad_input_gives_one_clear_error() -> None:
     with pytest.raises(DataError, match="not in the model's region list"):
         est.predict(X.assign(region="jp"))
     with pytest.raises(DataError, match="curve_00"):
-        MP3Estimator(MP3Config(encoder=ENC), spectrograms, ["us"], progress=False).fit(X, y)
+        MP3Estimator(
+            MP3Config(encoder=ENC), spectrograms, ["us"], training=train_cfg(1), progress=False
+        ).fit(X, y)
 
 
 def test_mp3_starts_from_mp2_encoder() -> None:

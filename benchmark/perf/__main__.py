@@ -8,7 +8,10 @@ import sys
 
 # name -> (module, help); each module has ``main(argv) -> int``
 SCRIPTS = {
-    "extraction": ("benchmark.perf.extraction", "decoding, Essentia low-level, log-mel: clips/s, real-time factor"),
+    "extraction": (
+        "benchmark.perf.extraction",
+        "decoding, Essentia low-level, log-mel: clips/s, real-time factor",
+    ),
     "store": ("benchmark.perf.store", "Feast online latency p50/p99, offline retrieval time"),
     "train": ("benchmark.perf.training", "MP2/MP3 training throughput (samples/s)"),
 }
@@ -17,7 +20,11 @@ GROUPS = {"features": ["extraction", "store"]}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__)
-    parser.add_argument("what", choices=[*SCRIPTS, *GROUPS], help="; ".join(f"{k}: {v[1]}" for k, v in SCRIPTS.items()))
+    parser.add_argument(
+        "what",
+        choices=[*SCRIPTS, *GROUPS],
+        help="; ".join(f"{k}: {v[1]}" for k, v in SCRIPTS.items()),
+    )
     args, rest = parser.parse_known_args(argv)
     names = GROUPS.get(args.what, [args.what])
     for name in names:

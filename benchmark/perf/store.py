@@ -1,4 +1,4 @@
-"""Feast store performance: online latency p50/p99 for 1 and 100 entity rows, offline retrieval time.
+"""Feast store performance: online latency p50/p99 (1 and 100 rows), offline retrieval time.
 
 Builds a synthetic data dir (default 2,000 tracks x 5 regions, 64 low-level features) in a
 temporary folder, applies and materializes the store, then times ``get_online_features`` on the
@@ -18,16 +18,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-RANK_METRICS = (
-    "rank_debut",
-    "rank_max",
-    "rank_mean",
-    "rank_std",
-    "rank_length",
-    "rank_sum",
-    "rank_skewness",
-    "rank_kurtosis",
-)
+from features.targets import POPULARITY_COLUMNS, RANK_METRICS
+
 REGIONS = ("us", "gb", "de", "jp", "br", "mx", "se", "tw", "fr", "au", "ar", "global")
 _BASE62 = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
 
@@ -81,7 +73,9 @@ def write_synthetic_tables(
     release = pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.arange(tracks), unit="D")
     (data_dir / "features").mkdir(parents=True, exist_ok=True)
 
-    names = [f"lowlevel.descriptor_{j // 2}.{'mean' if j % 2 == 0 else 'stdev'}" for j in range(features)]
+    names = [
+        f"lowlevel.descriptor_{j // 2}.{'mean' if j % 2 == 0 else 'stdev'}" for j in range(features)
+    ]
     lowlevel = pd.DataFrame(rng.normal(size=(tracks, features)), columns=names)
     lowlevel.insert(0, "event_timestamp", release)
     lowlevel.insert(0, "track_id", ids)
@@ -125,7 +119,7 @@ def write_synthetic_tables(
             frame[name] = rng.normal(size=n)
         frame["left_censored"] = False
         frame["complete_horizon"] = True
-        parts.append(frame)
+        parts.append(frame[POPULARITY_COLUMNS])
     pd.concat(parts, ignore_index=True).to_parquet(data_dir / "popularity.parquet", index=False)
     return ids
 
@@ -182,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                     make = lambda picks: [{"track_id": ids[i]} for i in picks]  # noqa: E731
                 fs.get_online_features(features=features, entity_rows=make([0])).to_dict()
                 times = []
-                for _ in tqdm(range(args.repeats), desc=f"online {n_rows} rows {label}", leave=False):
+                for _ in tqdm(
+                    range(args.repeats), desc=f"online {n_rows} rows {label}", leave=False
+                ):
                     rows = make(rng.integers(0, len(ids), size=n_rows))
                     t0 = time.perf_counter()
                     fs.get_online_features(features=features, entity_rows=rows).to_dict()
