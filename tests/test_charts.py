@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -250,16 +249,13 @@ def test_real_weekly_2019_2021_folder(shared_data: Path, tmp_path: Path) -> None
     folder = shared_data / "charts" / "spotifycharts-weekly-2019-2021"
     counts = [_legacy_data_rows(p) for p in sorted(folder.rglob("*.csv"))]
     assert len(counts) == 1356
-    started = time.perf_counter()
     report = ingest_charts([folder], tmp_path / "data", progress=False)
-    elapsed = time.perf_counter() - started
     assert report.files_read == 1256
     assert len(report.skipped) == 100
     assert all("HTML page" in reason for _, reason in report.skipped)
     assert sum(p.parent.name == "ad" for p, _ in ((Path(p), r) for p, r in report.skipped)) == 99
     assert report.rows_read == sum(c for c in counts if c is not None) == report.rows_added
     assert report.invalid_track_ids == 0 and report.conflicts == 0
-    assert elapsed < 30
     again = ingest_charts([folder], tmp_path / "data", progress=False)
     assert again.rows_added == 0 and again.rows_present == report.rows_read
 
