@@ -61,7 +61,9 @@ class BenchmarkConfig:
     period : str
         ``weekly`` or ``daily`` rows of ``popularity.parquet``.
     horizon : int
-        Curve length expected in ``popularity.parquet`` (curve targets ``curve_00..``).
+        Curve length of the targets (``curve_00..``), used when the pipeline builds them.
+    null_policy : str
+        Off-chart periods in the curves: ``missing``, ``zero`` or ``floor``.
     targets : list[str]
         Scalar target columns.
     primary_metric : str
@@ -97,6 +99,7 @@ class BenchmarkConfig:
     bootstrap: int = 1000
     period: str = "weekly"
     horizon: int = 26
+    null_policy: str = "missing"
     targets: list[str] = field(default_factory=lambda: ["log1p_sum", "log1p_debut"])
     primary_metric: str = "spearman"
     tune_metric: str = "rmse"
@@ -104,7 +107,7 @@ class BenchmarkConfig:
     artifact_location: str | None = None
     optuna_storage: str | None = None
     results_dir: Path = Path("results")
-    num_threads: int = 2
+    num_threads: int = 1
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -123,9 +126,15 @@ class BenchmarkConfig:
         if not 0.0 < self.test_fraction < 1.0:
             problems.append(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if not 0.0 < self.validation_fraction < 1.0:
-            problems.append(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+            problems.append(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
         if self.inner_folds == 1 or self.inner_folds < 0:
-            problems.append(f"inner_folds must be 0 (holdout) or at least 2, got {self.inner_folds}")
+            problems.append(
+                f"inner_folds must be 0 (holdout) or at least 2, got {self.inner_folds}"
+            )
+        if self.null_policy not in ("missing", "zero", "floor"):
+            problems.append(f"null_policy must be missing, zero or floor, got {self.null_policy!r}")
         if self.n_trials < 0 or self.bootstrap < 0:
             problems.append("n_trials and bootstrap must not be negative")
         if problems:

@@ -1,7 +1,7 @@
 """Metrics as objects (name + direction) in a registry, and the song-level bootstrap.
 
 Every metric is written once, in a weighted and batched form: ``metric.batch(y_true, y_pred, w,
-regions)`` takes a ``(B, N)`` matrix of row weights and returns ``B`` values. The point estimate is
+regions, folds)`` takes a ``(B, N)`` matrix of row weights and returns ``B`` values. The point estimate is
 the same function with unit weights; a bootstrap resample over songs is the same function with each
 row weighted by how often its song was drawn (a row of a song drawn twice counts twice; ties get
 average ranks, exactly as if the rows were duplicated). So point values, intervals and paired
@@ -10,7 +10,7 @@ differences all come from one code path, vectorised with numpy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -62,6 +62,24 @@ def _weighted_spearman(y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray) ->
     return _weighted_pearson(_weighted_ranks(y_true, w), _weighted_ranks(y_pred, w), w)
 
 
+def _group_mean(
+    groups: np.ndarray, per_group: Callable[[np.ndarray], np.ndarray], w: np.ndarray
+) -> np.ndarray:
+    """Mean over groups (of at least two rows) of a per-group (B,) statistic, ignoring NaN."""
+    values = [
+        per_group(rows)
+        for rows in (np.flatnonzero(groups == g) for g in np.unique(groups))
+        if len(rows) >= 2
+    ]
+    if not values:
+        return np.full(w.shape[0], np.nan)
+    stacked = np.vstack(values)  # (G, B)
+    counts = np.isfinite(stacked).sum(axis=0)
+    sums = np.nansum(stacked, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
 def _top_mask(values: np.ndarray, w: np.ndarray, fraction: float) -> np.ndarray:
     """(B, N) mask of rows at or above the value where the top ``fraction`` of weight is reached."""
     order = np.argsort(-values, kind="stable")
@@ -86,7 +104,12 @@ class Metric:
     curve: ClassVar[bool] = False
 
     def batch(
-        self, y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray, regions: np.ndarray
+        self,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        w: np.ndarray,
+        regions: np.ndarray,
+        folds: np.ndarray,
     ) -> np.ndarray:
         """Metric value for each weighting.
 
@@ -98,6 +121,10 @@ class Metric:
             (B, N) non-negative row weights.
         regions : np.ndarray
             (N,) integer region codes.
+        folds : np.ndarray
+            (N,) integer fold codes. Rank-based metrics are computed within each fold (the rows
+            one fitted model ranked together) and averaged: pooling out-of-fold predictions would
+            let fold-to-fold shifts of the training mean leak into the ranks.
 
         Returns
         -------
@@ -107,7 +134,11 @@ class Metric:
         raise NotImplementedError
 
     def __call__(
-        self, y_true: np.ndarray, y_pred: np.ndarray, regions: np.ndarray | None = None
+        self,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        regions: np.ndarray | None = None,
+        folds: np.ndarray | None = None,
     ) -> float:
         """Point value on unweighted rows.
 
@@ -117,6 +148,8 @@ class Metric:
             Truth and predictions.
         regions : np.ndarray, optional
             Region label of every row (needed by per-region metrics).
+        folds : np.ndarray, optional
+            Fold label of every row (default: one fold).
 
         Returns
         -------
@@ -124,10 +157,11 @@ class Metric:
             The metric.
         """
         y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
-        codes = np.zeros(len(y_true), dtype=int)
-        if regions is not None:
-            codes = np.unique(np.asarray(regions).astype(str), return_inverse=True)[1]
-        return float(self.batch(y_true, y_pred, np.ones((1, len(y_true))), codes)[0])
+        codes = [np.zeros(len(y_true), dtype=int)] * 2
+        for i, labels in enumerate((regions, folds)):
+            if labels is not None:
+                codes[i] = np.unique(np.asarray(labels).astype(str), return_inverse=True)[1]
+        return float(self.batch(y_true, y_pred, np.ones((1, len(y_true))), *codes)[0])
 
 
 METRICS: dict[str, Metric] = {}
@@ -157,7 +191,7 @@ class RMSE(Metric):
     name = "rmse"
     maximize = False
 
-    def batch(self, y_true, y_pred, w, regions):  # noqa: D102
+    def batch(self, y_true, y_pred, w, regions, folds):
         return np.sqrt(_wmean((y_pred - y_true) ** 2, w))
 
 
@@ -168,7 +202,7 @@ class MAE(Metric):
     name = "mae"
     maximize = False
 
-    def batch(self, y_true, y_pred, w, regions):  # noqa: D102
+    def batch(self, y_true, y_pred, w, regions, folds):
         return _wmean(np.abs(y_pred - y_true), w)
 
 
@@ -179,7 +213,7 @@ class R2(Metric):
     name = "r2"
     maximize = True
 
-    def batch(self, y_true, y_pred, w, regions):  # noqa: D102
+    def batch(self, y_true, y_pred, w, regions, folds):
         centred = y_true - y_true.mean()
         sse = _wmean((y_pred - y_true) ** 2, w)
         sst = _wmean(centred**2, w) - _wmean(centred, w) ** 2
@@ -189,48 +223,46 @@ class R2(Metric):
 
 @register_metric
 class Spearman(Metric):
-    """Spearman rank correlation over all rows."""
+    """Spearman rank correlation, within each fold, averaged over folds."""
 
     name = "spearman"
     maximize = True
 
-    def batch(self, y_true, y_pred, w, regions):  # noqa: D102
-        return _weighted_spearman(y_true, y_pred, w)
+    def batch(self, y_true, y_pred, w, regions, folds):
+        return _group_mean(folds, lambda r: _weighted_spearman(y_true[r], y_pred[r], w[:, r]), w)
 
 
 @register_metric
 class SpearmanPerRegion(Metric):
-    """Mean over regions of the Spearman correlation within the region."""
+    """Spearman correlation within each region (and fold), averaged over regions."""
 
     name = "spearman_region"
     maximize = True
 
-    def batch(self, y_true, y_pred, w, regions):  # noqa: D102
-        per_region = [
-            _weighted_spearman(y_true[rows], y_pred[rows], w[:, rows])
-            for rows in (np.flatnonzero(regions == r) for r in np.unique(regions))
-            if len(rows) >= 2
-        ]
-        if not per_region:
-            return np.full(w.shape[0], np.nan)
-        stacked = np.vstack(per_region)  # (R, B)
-        counts = np.isfinite(stacked).sum(axis=0)
-        sums = np.nansum(stacked, axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    def batch(self, y_true, y_pred, w, regions, folds):
+        cells = folds * (int(regions.max()) + 1) + regions
+        return _group_mean(cells, lambda r: _weighted_spearman(y_true[r], y_pred[r], w[:, r]), w)
 
 
 @register_metric
 class TopHitPrecision(Metric):
-    """Top-10% hit precision: the share of the predicted top 10% that is in the true top 10%."""
+    """Top-10% hit precision: the share of the predicted top 10% that is in the true top 10%.
+
+    Computed within each fold (the rows one model ranked together), averaged over folds.
+    """
 
     name = "top10_precision"
     maximize = True
 
-    def batch(self, y_true, y_pred, w, regions):  # noqa: D102
-        predicted = _top_mask(y_pred, w, TOP_FRACTION)
-        actual = _top_mask(y_true, w, TOP_FRACTION)
-        return (w * predicted * actual).sum(axis=1) / (w * predicted).sum(axis=1)
+    def batch(self, y_true, y_pred, w, regions, folds):
+        def precision(r: np.ndarray) -> np.ndarray:
+            wr = w[:, r]
+            predicted = _top_mask(y_pred[r], wr, TOP_FRACTION)
+            actual = _top_mask(y_true[r], wr, TOP_FRACTION)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return (wr * predicted * actual).sum(axis=1) / (wr * predicted).sum(axis=1)
+
+        return _group_mean(folds, precision, w)
 
 
 @register_metric
@@ -241,7 +273,7 @@ class CurveRMSE(Metric):
     maximize = False
     curve = True
 
-    def batch(self, y_true, y_pred, w, regions):  # noqa: D102
+    def batch(self, y_true, y_pred, w, regions, folds):
         observed = np.isfinite(y_true)
         sq = np.where(observed, (y_pred - np.where(observed, y_true, 0.0)) ** 2, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -312,11 +344,12 @@ def _resampled(
     y_true: np.ndarray,
     y_pred: np.ndarray,
     regions: np.ndarray,
+    folds: np.ndarray,
     boot: SongBootstrap,
     rows: np.ndarray,
 ) -> tuple[float, np.ndarray]:
-    point = float(metric.batch(y_true, y_pred, np.ones((1, len(y_true))), regions)[0])
-    blocks = [metric.batch(y_true, y_pred, w, regions) for w in boot.weight_blocks(rows)]
+    point = float(metric.batch(y_true, y_pred, np.ones((1, len(y_true))), regions, folds)[0])
+    blocks = [metric.batch(y_true, y_pred, w, regions, folds) for w in boot.weight_blocks(rows)]
     return point, (np.concatenate(blocks) if blocks else np.empty(0))
 
 
@@ -340,6 +373,7 @@ def evaluate(
     primary_metric: str = "spearman",
     baseline: str | None = "region_mean",
     metrics: Sequence[str] | None = None,
+    folds: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Every metric of every model and target, with bootstrap intervals and paired differences.
 
@@ -365,17 +399,24 @@ def evaluate(
         A second fixed reference (default ``region_mean``) for ``baseline_diff`` columns.
     metrics : Sequence[str], optional
         Metric names; default every registered metric.
+    folds : pd.Series, optional
+        Outer fold of every row (rank metrics are computed within folds); default one fold.
 
     Returns
     -------
     pd.DataFrame
         One row per model x target x metric: ``value``, ``ci_low``, ``ci_high``, ``reference``,
-        ``diff``, ``diff_low``, ``diff_high`` (model minus reference, paired), ``baseline``,
-        ``baseline_diff``, ``baseline_diff_low``, ``baseline_diff_high``, ``maximize``,
+        ``diff``, ``diff_ci_low``, ``diff_ci_high`` (model minus reference, paired), ``baseline``,
+        ``baseline_diff``, ``baseline_diff_ci_low``, ``baseline_diff_ci_high``, ``maximize``,
         ``n_rows``, ``n_songs``.
     """
     chosen = [METRICS[m] for m in (metrics or list(METRICS))]
     region_codes = np.unique(regions.astype(str).to_numpy(), return_inverse=True)[1]
+    fold_codes = (
+        np.zeros(len(truth), dtype=int)
+        if folds is None
+        else np.unique(np.asarray(folds), return_inverse=True)[1]
+    )
     boot = SongBootstrap(songs.to_numpy(), n_resamples, seed)
     curve_cols = sorted(c for c in truth.columns if c.startswith("curve_"))
     jobs: list[tuple[str, list[str], list[Metric]]] = [
@@ -400,7 +441,7 @@ def evaluate(
                 raise ValueError(f"model {model!r} predicted NaN or inf for {target}")
             for metric in job_metrics:
                 point, resampled = _resampled(
-                    metric, y_true, y_pred, region_codes[rows], boot, rows
+                    metric, y_true, y_pred, region_codes[rows], fold_codes[rows], boot, rows
                 )
                 samples[(model, target, metric.name)] = resampled
                 low, high = _interval(resampled)
@@ -473,5 +514,5 @@ def _add_paired(
             highs.append(high)
         table[ref_column] = refs
         table[f"{prefix}diff"] = diffs
-        table[f"{prefix}diff_low"] = lows
-        table[f"{prefix}diff_high"] = highs
+        table[f"{prefix}diff_ci_low"] = lows
+        table[f"{prefix}diff_ci_high"] = highs

@@ -22,7 +22,7 @@ and ``deep`` models are compared against it."""
 RESOURCES = ("appeal", "spectrograms")
 """Data a factory may ask for at construction (passed as keyword arguments of the same name)."""
 
-RUNTIME = ("seed", "num_threads")
+RUNTIME = ("seed", "num_threads", "profile", "regions")
 """Run settings a factory may ask for (from the benchmark config)."""
 
 
@@ -206,7 +206,7 @@ register_model(
     "deep",
     feature_service="mp2_v1",
     resources=("spectrograms",),
-    runtime=("seed",),
+    runtime=("seed", "profile", "regions"),
 )
 register_model(
     "mp3",
@@ -214,6 +214,6 @@ register_model(
     "deep",
     feature_service="mp3_v1",
     resources=("spectrograms",),
-    runtime=("seed",),
+    runtime=("seed", "profile", "regions"),
     curve=True,
 )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SUMMARY_COLUMNS = [
     "model",
+    "kind",
     "target",
     "metric",
     "maximize",
@@ -33,12 +34,12 @@ SUMMARY_COLUMNS = [
     "ci_high",
     "reference",
     "diff",
-    "diff_low",
-    "diff_high",
+    "diff_ci_low",
+    "diff_ci_high",
     "baseline",
     "baseline_diff",
-    "baseline_diff_low",
-    "baseline_diff_high",
+    "baseline_diff_ci_low",
+    "baseline_diff_ci_high",
     "n_rows",
     "n_songs",
 ]
@@ -83,7 +84,7 @@ def metrics_wide(table: pd.DataFrame, metrics: Sequence[str]) -> dict[str, pd.Da
                     r = by_metric.loc[m]
                     record[m] = _cell(r.value, r.ci_low, r.ci_high)
             r = by_metric.loc[lead]
-            record[f"{lead} vs {r.reference}"] = _cell(r["diff"], r.diff_low, r.diff_high)
+            record[f"{lead} vs {r.reference}"] = _cell(r["diff"], r.diff_ci_low, r.diff_ci_high)
             records.append(record)
         out[str(target)] = pd.DataFrame.from_records(records).fillna("")
     return out
@@ -274,7 +275,9 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
     for target in data.targets:
         preds = {m: p[target] for m, p in results.predictions.items() if target in p}
         plots.append(
-            _save(plot_pred_vs_true(truth[target], preds, target), out / f"pred_vs_true_{target}.png")
+            _save(
+                plot_pred_vs_true(truth[target], preds, target), out / f"pred_vs_true_{target}.png"
+            )
         )
         plots.append(
             _save(
@@ -303,7 +306,11 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
         )
     tuning = (
         f"Optuna TPE (seeded), {config.n_trials} trials per outer fold, "
-        + ("inner song-grouped holdout" if config.inner_folds == 0 else f"inner {config.inner_folds}-fold")
+        + (
+            "inner song-grouped holdout"
+            if config.inner_folds == 0
+            else f"inner {config.inner_folds}-fold"
+        )
         + (", median pruning" if config.pruning else "")
     )
     lines = [

@@ -83,7 +83,9 @@ class BenchmarkData:
             raise DataError(f"{where}: the training frame has no rows")
         self.frame = self.frame.reset_index(drop=True)
         if self.ground_truth is not None:
-            lacks = {"song_id", "region", "appeal"} - set(self.ground_truth.columns)
+            lacks = {"region", "appeal"} - set(self.ground_truth.columns)
+            if not {"song_id", "track_id"} & set(self.ground_truth.columns):
+                lacks.add("song_id or track_id")
             if lacks:
                 raise DataError(f"{where}: ground truth lacks column(s) {', '.join(sorted(lacks))}")
         if not self.fingerprint:
@@ -130,7 +132,7 @@ class BenchmarkData:
         return self.frame[self.targets + (self.curve_columns if spec.curve else [])]
 
     def appeal(self) -> pd.Series:
-        """Noise-free appeal indexed by ``(song_id, region)`` (the oracle's input).
+        """Noise-free appeal by ``(track_id, region)``, or ``(song_id, region)`` (the oracle's input).
 
         Returns
         -------
@@ -139,13 +141,12 @@ class BenchmarkData:
         """
         if self.ground_truth is None:
             raise DataError(f"dataset {self.name!r} has no ground truth")
-        truth = self.ground_truth.drop_duplicates(["song_id", "region"])
-        return pd.Series(
-            truth["appeal"].to_numpy(dtype=float),
-            index=pd.MultiIndex.from_arrays(
-                [truth["song_id"].astype(str), truth["region"].astype(str)]
-            ),
+        key = "track_id" if "track_id" in self.ground_truth.columns else "song_id"
+        truth = self.ground_truth.drop_duplicates([key, "region"])
+        index = pd.MultiIndex.from_arrays(
+            [truth[key].astype(str), truth["region"].astype(str)], names=[key, "region"]
         )
+        return pd.Series(truth["appeal"].to_numpy(dtype=float), index=index)
 
 
 def _read_table(path: Path, columns: set[str]) -> pd.DataFrame:
@@ -210,7 +211,9 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
         and pd.api.types.is_numeric_dtype(features[c])
     ]
     if not feature_columns:
-        raise DataError(f"{data_dir}: the feature service {CLASSICAL_SERVICE} gave no feature columns")
+        raise DataError(
+            f"{data_dir}: the feature service {CLASSICAL_SERVICE} gave no feature columns"
+        )
 
     frame = pd.DataFrame(
         {
@@ -223,9 +226,7 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
         }
     )
     if "curve" in pop.columns:
-        curves = np.log1p(
-            np.vstack([np.asarray(c, dtype=float) for c in pop["curve"]])
-        )  # (N, H)
+        curves = np.log1p(np.vstack([np.asarray(c, dtype=float) for c in pop["curve"]]))  # (N, H)
         width = max(2, len(str(curves.shape[1] - 1)))
         for h in range(curves.shape[1]):
             frame[f"curve_{h:0{width}d}"] = curves[:, h]
@@ -238,7 +239,7 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
     frame = frame[has_audio].reset_index(drop=True)
 
     truth_path = data_dir / "ground_truth.parquet"
-    truth = _read_table(truth_path, {"song_id", "region", "appeal"}) if truth_path.is_file() else None
+    truth = _read_table(truth_path, {"region", "appeal"}) if truth_path.is_file() else None
     return BenchmarkData(
         frame=frame,
         feature_columns=feature_columns,
@@ -358,6 +359,15 @@ class Results:
     results_dir: Path | None = None
     seconds: float = 0.0
 
+    @property
+    def best_classical(self) -> str | None:
+        """The reference of the paired comparison (best classical model) for the first target."""
+        if self.metrics.empty or "reference" not in self.metrics:
+            return None
+        first = self.metrics[self.metrics.target == self.config.targets[0]]
+        refs = first["reference"].dropna()
+        return str(refs.iloc[0]) if len(refs) else None
+
     def value(self, model: str, target: str, metric: str, column: str = "value") -> float:
         """One number of the metrics table.
 
@@ -366,7 +376,7 @@ class Results:
         model, target, metric : str
             Row keys.
         column : str
-            ``value``, ``ci_low``, ``ci_high``, ``diff``, ``baseline_diff_low``, ...
+            ``value``, ``ci_low``, ``ci_high``, ``diff``, ``baseline_diff_ci_low``, ...
 
         Returns
         -------
@@ -448,7 +458,12 @@ class _ModelRun:
         self.tuned = spec.search_space is not None and config.n_trials > 0
 
     def build(self, params: dict[str, Any], seed: int) -> Any:
-        runtime = {"seed": seed, "num_threads": self.config.num_threads}
+        runtime = {
+            "seed": seed,
+            "num_threads": self.config.num_threads,
+            "profile": self.config.profile,
+            "regions": sorted(self.data.frame["region"].unique()),
+        }
         return self.spec.build(params, self.resources, runtime)
 
     def default_params(self) -> dict[str, Any]:
@@ -486,7 +501,12 @@ class _ModelRun:
             scores = []
             for i, (fit_rows, val_rows) in enumerate(pairs):
                 est = self.build(params, seed)
-                Xf, yf, Xv, yv = X.iloc[fit_rows], y.iloc[fit_rows], X.iloc[val_rows], y.iloc[val_rows]
+                Xf, yf, Xv, yv = (
+                    X.iloc[fit_rows],
+                    y.iloc[fit_rows],
+                    X.iloc[val_rows],
+                    y.iloc[val_rows],
+                )
                 if self.config.pruning and _accepts(est.fit, "report"):
 
                     def report(step: int, value: float, offset: int = i * 10**7) -> None:
@@ -515,7 +535,9 @@ class _ModelRun:
         best = space(optuna.trial.FixedTrial(best), self.fixed)
         return best, trials
 
-    def fit_predict(self, fold: Fold, study_name: str) -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:
+    def fit_predict(
+        self, fold: Fold, study_name: str
+    ) -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:
         seed = self.config.seed + 1000 * (fold.index + 1)
         trials = None
         params = self.default_params()
@@ -621,9 +643,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
     progress = tqdm(total=len(specs) * len(folds), desc="benchmark", unit="fold", leave=False)
     try:
         tracking.log_params(config.to_dict())
-        mlflow.log_params(
-            {"n_rows": len(data.frame), "n_songs": data.frame["song_id"].nunique()}
-        )
+        mlflow.log_params({"n_rows": len(data.frame), "n_songs": data.frame["song_id"].nunique()})
         tracking.log_frame(split, "split.csv")
         for spec in specs:
             runner = _ModelRun(spec, data, config, study_prefix)
@@ -674,8 +694,12 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
                     tracking.log_frame(trials, "optuna_trials_final.csv")
                 tracking.log_lightgbm(model, runner.X.head(50))
                 importance = model.feature_importance("gain")
-                tracking.log_frame(importance.reset_index(names="feature"), "feature_importance.csv")
-                mlflow.log_figure(report.plot_feature_importance(importance), "feature_importance.png")
+                tracking.log_frame(
+                    importance.reset_index(names="feature"), "feature_importance.csv"
+                )
+                mlflow.log_figure(
+                    report.plot_feature_importance(importance), "feature_importance.png"
+                )
             mlflow.end_run()
             open_runs.pop()
         progress.close()
@@ -691,7 +715,9 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             seed=config.seed,
             candidates=[s.name for s in specs if s.family in REFERENCE_FAMILIES],
             primary_metric=config.primary_metric,
+            folds=split["test_fold"].iloc[evaluated],
         )
+        metrics.insert(1, "kind", metrics["model"].map({s.name: s.family for s in specs}))
         tracking.log_metric_table(child_ids, metrics)
         results = Results(
             metrics=metrics,

@@ -236,11 +236,11 @@ def log_metric_table(run_ids: Mapping[str, str], table: pd.DataFrame) -> None:
         "ci_low": "ci_low",
         "ci_high": "ci_high",
         "diff": "diff",
-        "diff_low": "diff_low",
-        "diff_high": "diff_high",
+        "diff_ci_low": "diff_ci_low",
+        "diff_ci_high": "diff_ci_high",
         "baseline_diff": "baseline_diff",
-        "baseline_diff_low": "baseline_diff_low",
-        "baseline_diff_high": "baseline_diff_high",
+        "baseline_diff_ci_low": "baseline_diff_ci_low",
+        "baseline_diff_ci_high": "baseline_diff_ci_high",
     }
     for model, rows in table.groupby("model", sort=False):
         if model not in run_ids:

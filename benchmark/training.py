@@ -95,6 +95,43 @@ class TrainingConfig:
         return cls(epochs=40, batch_size=24, lr=1e-4, warmup_epochs=2.0, patience=8)
 
 
+def with_overrides(base: Any, overrides: Any, what: str) -> Any:
+    """``base`` (a dataclass) with fields replaced from a mapping (nested for nested dataclasses).
+
+    Parameters
+    ----------
+    base : dataclass instance
+        The profile default.
+    overrides : Mapping, dataclass instance or None
+        A dataclass is returned as is (copied); a mapping, e.g. a TOML table, replaces the fields
+        it names; None returns a copy of ``base``.
+    what : str
+        Name used in error messages.
+
+    Returns
+    -------
+    dataclass instance
+        A new object; ``base`` is not modified.
+    """
+    if overrides is None:
+        return copy.deepcopy(base)
+    if dataclasses.is_dataclass(overrides):
+        return copy.deepcopy(overrides)
+    if not isinstance(overrides, Mapping):
+        raise DataError(f"{what}: expected a table of settings, got {type(overrides).__name__}")
+    fields = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise DataError(f"{what}: unknown setting(s) {unknown}; known: {sorted(fields)}")
+    changes = {}
+    for key, value in overrides.items():
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
+            value = with_overrides(current, value, f"{what}.{key}")
+        changes[key] = value
+    return dataclasses.replace(copy.deepcopy(base), **changes)
+
+
 # --- data -----------------------------------------------------------------------------------
 
 
@@ -179,8 +216,9 @@ class SpectrogramEstimator:
 
     Parameters
     ----------
-    config : MP2Config or MP3Config, optional
+    config : MP2Config or MP3Config or Mapping, optional
         Model hyper-parameters; default ``<Config>.quick()`` / ``.full()`` after ``profile``.
+        A mapping (e.g. a TOML table, ``{"encoder": {"dim": 64}}``) overrides the profile's.
         ``n_regions``, ``encoder.n_mels`` (and MP3's ``horizon``) are set from the data.
     spectrograms : Mapping[str, list[np.ndarray]]
         Log-mel clips ``(n_mels, n_frames)`` per track_id (every track in ``fit`` and ``predict``).
@@ -194,10 +232,10 @@ class SpectrogramEstimator:
         Where a checkpoint is written each epoch; a fit finding a matching one resumes from it.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-    training : TrainingConfig, optional
-        Optimisation settings; default ``TrainingConfig.<profile>()``.
-    augment : AugmentConfig, optional
-        Augmentations; default ``AugmentConfig.<profile>()``.
+    training : TrainingConfig or Mapping, optional
+        Optimisation settings; default ``TrainingConfig.<profile>()`` (a mapping overrides it).
+    augment : AugmentConfig or Mapping, optional
+        Augmentations; default ``AugmentConfig.<profile>()`` (a mapping overrides it).
     progress : bool
         Show a tqdm bar over epochs.
     """
@@ -245,7 +283,7 @@ class SpectrogramEstimator:
     def _after_init(self, model: nn.Module) -> None:
         """Called on a freshly built model before training (MP3 loads MP2's encoder here)."""
 
-    def _format(self, preds: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    def _format(self, preds: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
         raise NotImplementedError
 
     def _end_epoch(self, epoch: int, record: dict[str, float]) -> None:
@@ -268,6 +306,16 @@ class SpectrogramEstimator:
         empty = [t for t in set(X["track_id"]) if len(self.spectrograms[t]) == 0]
         if empty:
             raise DataError(f"{type(self).__name__}.{what}: track(s) without clips: {empty[:5]}")
+        shapes = {
+            np.shape(c)[:1] if np.ndim(c) == 2 else np.shape(c)
+            for t in set(X["track_id"])
+            for c in self.spectrograms[t]
+        }
+        if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+            raise DataError(
+                f"{type(self).__name__}.{what}: spectrograms must all be (n_mels, n_frames) "
+                f"arrays with the same n_mels; found leading shapes {sorted(shapes)[:5]}"
+            )
 
     def _region_indices(self, regions: pd.Series) -> np.ndarray:
         unknown = sorted(set(regions) - set(self.region_index_))
@@ -323,11 +371,16 @@ class SpectrogramEstimator:
         z = ((targets - mean) / std).astype(np.float32)  # NaN stays NaN
 
         first = np.asarray(self.spectrograms[X["track_id"].iloc[0]][0])
-        self.config_ = self._resolve_config(self.config or self._default_config(), y)
+        name = type(self).__name__
+        self.config_ = self._resolve_config(
+            with_overrides(self._default_config(), self.config, f"{name} config"), y
+        )
         self.config_.n_regions = len(self.regions_)
         self.config_.encoder = dataclasses.replace(self.config_.encoder, n_mels=first.shape[0])
-        self.training_ = self.training or getattr(TrainingConfig, self.profile)()
-        self.augment_ = self.augment or getattr(AugmentConfig, self.profile)()
+        self.training_ = self._training_config()
+        self.augment_ = with_overrides(
+            getattr(AugmentConfig, self.profile)(), self.augment, f"{name} augment"
+        )
         self.input_mean_, self.input_std_ = self._input_stats(sorted(set(X["track_id"])))
 
         device = self._resolve_device()
@@ -366,10 +419,14 @@ class SpectrogramEstimator:
             self._train(model, train_set, val_set, device, shares, self._fingerprint(X, z))
         return self
 
+    def _training_config(self) -> TrainingConfig:
+        default = getattr(TrainingConfig, self.profile)()
+        return with_overrides(default, self.training, f"{type(self).__name__} training")
+
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
         """Use ``training.cpu_threads`` torch threads inside the block (restored after)."""
-        wanted = (self.training or getattr(TrainingConfig, self.profile)()).cpu_threads
+        wanted = self._training_config().cpu_threads
         before = torch.get_num_threads()
         if wanted > 0:
             torch.set_num_threads(wanted)
@@ -608,23 +665,20 @@ class SpectrogramEstimator:
         self._check_X(X, "predict")
         regions = self._region_indices(X["region"])
         tracks = X["track_id"].to_numpy()
-        K = len(self.target_columns_)
-        out = np.empty((len(X), K))
         with self._threads(), self._inference():
             if self.model_.shares_encoder:
                 unique = sorted(set(tracks))
-                means = self._mean_over_crops([(t, None) for t in unique])  # (U, R, K)
-                pos = {t: i for i, t in enumerate(unique)}
-                for i, (t, r) in enumerate(zip(tracks, regions, strict=True)):
-                    out[i] = means[pos[t], r]
+                means = self._mean_over_crops([(t, None) for t in unique])  # (U, R, ...)
+                lookup = {t: i for i, t in enumerate(unique)}
+                pos = np.array([lookup[t] for t in tracks], dtype=np.int64)
+                out = means[pos, regions]  # (N, ...)
             else:
                 pairs = sorted(set(zip(tracks, regions.tolist(), strict=True)))
-                means = self._mean_over_crops(pairs)  # (U, K)
-                pos = {p: i for i, p in enumerate(pairs)}
-                for i, p in enumerate(zip(tracks, regions.tolist(), strict=True)):
-                    out[i] = means[pos[p]]
-        out = out * self.target_std_ + self.target_mean_
-        return self._format(out, X.index)
+                means = self._mean_over_crops(pairs)  # (U, ...)
+                lookup2 = {p: i for i, p in enumerate(pairs)}
+                keys = zip(tracks, regions.tolist(), strict=True)
+                out = means[np.array([lookup2[p] for p in keys], dtype=np.int64)]  # (N, ...)
+        return self._format(out, X)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
@@ -705,8 +759,9 @@ class MP2Estimator(SpectrogramEstimator):
     def _build_model(self, config: MP2Config) -> nn.Module:
         return MP2(config)
 
-    def _format(self, preds: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        return pd.DataFrame(preds, index=index, columns=self.target_columns_)
+    def _format(self, preds: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
+        values = preds * self.target_std_ + self.target_mean_  # (N, K)
+        return pd.DataFrame(values, index=X.index, columns=self.target_columns_)
 
 
 class MP3Estimator(SpectrogramEstimator):
@@ -716,7 +771,9 @@ class MP3Estimator(SpectrogramEstimator):
     ``encoder_state_dict``: MP2's ``encoder_state_dict_``, loaded into the encoder when
     ``config.init_from_mp2`` is on. ``predict`` also returns ``log1p_sum`` and
     ``log1p_debut`` derived from the predicted curve by ``features.targets.curve_statistics``,
-    the function that builds the real targets.
+    the function that builds the real targets. Periods that MP3's on-chart head puts off the
+    chart (probability < 1/2; learned from the NaN pattern of the ``missing`` null policy)
+    are left out of them, as off-chart periods are left out of the real targets.
     """
 
     family: ClassVar[str] = "MP3"
@@ -775,8 +832,9 @@ class MP3Estimator(SpectrogramEstimator):
                 ) from err
             self.encoder_from_mp2_ = True
 
-    def _format(self, preds: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        frame = pd.DataFrame(preds, index=index, columns=self.target_columns_)
+    def _format(self, preds: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
+        curve = preds[..., 0] * self.target_std_ + self.target_mean_  # (N, H) log1p
+        frame = pd.DataFrame(curve, index=X.index, columns=self.target_columns_)
         try:
             from features.targets import curve_statistics
         except ImportError:
@@ -785,7 +843,15 @@ class MP3Estimator(SpectrogramEstimator):
                 stacklevel=3,
             )
             return frame
-        stats = curve_statistics(np.expm1(np.clip(preds, 0.0, None)))
+        streams = np.expm1(np.clip(curve, 0.0, None))  # (N, H)
+        if self.config_.presence_weight > 0:
+            # the null policy of the targets: periods the model puts off the chart are NaN
+            # (unobserved), so sum and debut cover charted periods as the real targets do;
+            # the debut period is charted by definition
+            off = preds[..., 1] < 0  # (N, H) on-chart probability below 1/2
+            off[:, 0] = False
+            streams = np.where(off, np.nan, streams)
+        stats = curve_statistics(streams)
         frame["log1p_sum"] = np.log1p(np.asarray(stats["sum"], dtype=np.float64))
         frame["log1p_debut"] = np.log1p(np.asarray(stats["debut"], dtype=np.float64))
         return frame

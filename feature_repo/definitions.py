@@ -10,6 +10,10 @@ sources under ``DIR/feast/`` that the views need, then applies these definitions
 - ``DIR/feast/mel_clip0.parquet``: the first clip of every track. Feast serves one row per entity
   key, so the ``mel_spectrogram`` view holds clip 0; ``features.store.load_mels`` reads all clips.
 
+With a PostgreSQL offline store (``MUSICPOP_OFFLINE_SOURCE=postgres``) the same views read tables
+``musicpop_essentia_lowlevel``, ``musicpop_mel_clip0`` and ``musicpop_popularity_<period>`` instead;
+their schema is still taken from the Parquet files, which ``features.store.apply`` uploads.
+
 Audio features are static (their event timestamp is the release date or first chart date) and
 popularity targets never change once known, so every view has a TTL of 150 years: a point-in-time
 join at any later time sees them, and ``materialize-incremental`` starts early enough to load them.
@@ -27,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.data_source import DataSource
 from feast.types import (
     Array,
     Bool,
@@ -43,6 +48,9 @@ DATA_DIR = Path(
     os.environ.get("MUSICPOP_DATA_DIR") or Path(__file__).resolve().parents[1] / "data" / "demo"
 ).resolve()
 PERIOD = os.environ.get("MUSICPOP_PERIOD") or "weekly"
+# "parquet" (FileSource, for the duckdb offline store) or "postgres" (PostgreSQLSource tables that
+# `features.store.apply` fills from the same Parquet files); set by features.store from the config
+OFFLINE_SOURCE = os.environ.get("MUSICPOP_OFFLINE_SOURCE") or "parquet"
 STATIC_TTL = timedelta(days=365 * 150)
 
 LOWLEVEL_PATH = DATA_DIR / "features" / "essentia_lowlevel.parquet"
@@ -91,7 +99,16 @@ def _schema(path: Path, keys: tuple[str, ...]) -> list[Field]:
     ]
 
 
-def _source(name: str, path: Path) -> FileSource:
+def _source(name: str, path: Path) -> DataSource:
+    """The Parquet file itself, or its copy in PostgreSQL (table ``musicpop_<file stem>``)."""
+    if OFFLINE_SOURCE == "postgres":
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+            PostgreSQLSource,
+        )
+
+        return PostgreSQLSource(
+            name=name, table=f"musicpop_{path.stem}", timestamp_field="event_timestamp"
+        )
     return FileSource(name=name, path=str(path), timestamp_field="event_timestamp")
 
 

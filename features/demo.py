@@ -13,7 +13,9 @@
                                             a complete demo)
     out_dir/ground_truth.parquet            the hidden truth (below)
 
-Then ``benchmark ingest charts out_dir/raw/charts --data-dir out_dir`` and
+The default size (150 songs, 179 tracks, 198 clips, 5 regions x 52 weekly top-50 charts, about
+12,500 chart rows, 71 MB) keeps the whole benchmark within minutes on two cores. Then
+``benchmark ingest charts out_dir/raw/charts --data-dir out_dir`` and
 ``benchmark ingest audio out_dir/raw/audio --data-dir out_dir --mapping out_dir/raw/catalog.csv``.
 
 The generative model
@@ -29,9 +31,7 @@ In region ``r``, track ``t`` of song ``s`` has a log stream level
 
     ``L[t, r] = log(market[r]) + taste_r(attributes[s]) + social[s, r] + offset[version]``
 
-(plus 1.8 for seasonal songs)
-
-where ``taste_r`` is a region-dependent function of tempo, mode, brightness, density and loudness
+(plus 1.8 for seasonal songs), where ``taste_r`` is a region-dependent function of tempo, mode, brightness, density and loudness
 (a shared liking for loud, dense, bright music plus each region's own taste: ``de`` likes fast
 songs, ``se`` minor keys, ``br`` busy major-key songs, ``us`` a mid tempo; see :data:`REGIONS`),
 standardised to unit variance over the attribute distribution. ``social`` is Gaussian noise
@@ -57,7 +57,7 @@ One row per (track_id, region), i.e. per (song_id, region) for songs with one ve
 (``taste_r``; in null mode of the phantom attributes), ``social`` (the noise), ``appeal`` (the
 noise-free level: ``log1p`` of the expected streams summed over the first :data:`APPEAL_HORIZON`
 weeks from release, uncensored: the oracle prediction of ``log1p(sum)`` for targets with that
-horizon), ``level`` (``L`` with the noise, log weekly peak streams), ``weeks_on_chart`` (in the
+horizon; for seasonal songs over one season), ``level`` (``L`` with the noise, log weekly peak streams), ``weeks_on_chart`` (in the
 generated charts) and ``n_clips``.
 """
 

@@ -8,9 +8,9 @@ two derived sources written by :func:`apply`:
 
 - ``popularity_<period>.parquet``: the rows of ``popularity.parquet`` for the store's ONE chart
   period (``weekly`` by default; ``apply(data_dir, period="daily")``, or ``MUSICPOP_PERIOD=daily``
-  for plain ``feast apply``); the ``popularity`` view reads it, so a (track, region) never mixes
-  periods.
-  ``debut_date`` becomes an ISO date string there (Feast cannot materialize timestamp features).
+  for ``benchmark store apply`` and plain ``feast apply``); the ``popularity`` view reads it, so a
+  (track, region) never mixes periods. ``debut_date`` becomes an ISO date string there (Feast
+  cannot materialize timestamp features).
   Re-applying with another period re-points the view; both files may coexist.
 - ``mel_clip0.parquet``: clip 0 of every track for the ``mel_spectrogram`` view (Feast serves one
   row per entity key); :func:`load_mels` reads every clip straight from ``features/mel.parquet``.
@@ -33,7 +33,7 @@ from storage every worker mounts::
       path: postgresql+psycopg://feast:${PGPASSWORD}@db:5432/feast
       cache_ttl_seconds: 60
     offline_store:
-      type: duckdb        # or `type: postgres` with host/port/database/user/password keys
+      type: duckdb        # or: type: postgres, plus host/port/database/user/password (see below)
     online_store:
       type: postgres
       host: db
@@ -43,6 +43,10 @@ from storage every worker mounts::
       password: ${PGPASSWORD}
     entity_key_serialization_version: 3
 
+With ``offline_store: type: postgres`` :func:`apply` uploads the three view sources to tables
+``musicpop_essentia_lowlevel``, ``musicpop_mel_clip0`` and ``musicpop_popularity_<period>`` and
+registers ``PostgreSQLSource`` views on them (``MUSICPOP_OFFLINE_SOURCE=postgres`` does the same for
+plain ``feast apply``); column names are quoted in Feast's SQL, so dotted names work unchanged.
 Only the embedded default (duckdb + sqlite) is tested.
 """
 
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sqlite3
 import warnings
 from collections.abc import Iterable, Iterator
@@ -64,6 +69,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from features.errors import DataError
 
@@ -73,6 +79,7 @@ if TYPE_CHECKING:
 REPO_DIR = Path(__file__).resolve().parents[1] / "feature_repo"
 DATA_DIR_ENV = "MUSICPOP_DATA_DIR"
 PERIOD_ENV = "MUSICPOP_PERIOD"
+OFFLINE_SOURCE_ENV = "MUSICPOP_OFFLINE_SOURCE"
 CONFIG_ENV = "MUSICPOP_FEAST_CONFIG"
 DEFAULT_PERIOD = "weekly"
 PERIODS = ("weekly", "daily")
@@ -99,7 +106,7 @@ def _popularity_source(period: str) -> Path:
 
 @contextmanager
 def _env(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the block (and hush ibis's deprecation notices), then restore."""
+    """Set environment variables for the block (hushing ibis deprecation notices), then restore."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -235,27 +242,99 @@ def feature_store(data_dir: Path | str) -> feast.FeatureStore:
     return FeatureStore(repo_path=str(REPO_DIR), config=config)
 
 
-def _load_definitions(data_dir: Path, period: str) -> ModuleType:
-    """Import ``feature_repo/definitions.py`` afresh for this data dir and period."""
+def _offline_source(store: feast.FeatureStore) -> str:
+    """``postgres`` when the configured offline store is PostgreSQL, else ``parquet``."""
+    kind = str(getattr(store.config.offline_store, "type", ""))
+    return (
+        "postgres" if kind == "postgres" or kind.endswith("PostgreSQLOfflineStore") else "parquet"
+    )
+
+
+def _load_definitions(data_dir: Path, period: str, offline_source: str) -> ModuleType:
+    """Import ``feature_repo/definitions.py`` afresh for this data dir, period and source kind."""
     spec = importlib.util.spec_from_file_location(
         "musicpop_feature_definitions", REPO_DIR / "definitions.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    with _env({DATA_DIR_ENV: str(data_dir), PERIOD_ENV: period}):
+    values = {DATA_DIR_ENV: str(data_dir), PERIOD_ENV: period, OFFLINE_SOURCE_ENV: offline_source}
+    with _env(values):
         spec.loader.exec_module(module)
     return module
 
 
-def apply(data_dir: Path | str, period: str = DEFAULT_PERIOD) -> None:
+_PG_TYPES = {
+    "double": "double precision",
+    "float": "real",
+    "halffloat": "real",
+    "int64": "bigint",
+    "int32": "integer",
+    "int16": "integer",
+    "int8": "integer",
+    "bool": "boolean",
+    "string": "text",
+    "large_string": "text",
+    "binary": "bytea",
+    "large_binary": "bytea",
+}
+
+
+def _pg_type(path: Path, field: pa.Field) -> str:
+    if pa.types.is_timestamp(field.type):
+        return "timestamptz"
+    if pa.types.is_list(field.type) and str(field.type.value_type) in _PG_TYPES:
+        return _PG_TYPES[str(field.type.value_type)] + "[]"
+    if str(field.type) in _PG_TYPES:
+        return _PG_TYPES[str(field.type)]
+    raise DataError(f"{path}: column {field.name!r} has type {field.type}, unknown to PostgreSQL")
+
+
+def _sql_value(value: object) -> object:
+    """A Parquet cell as a value psycopg can send (NaN becomes NULL, arrays become lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value
+
+
+def _upload_to_postgres(store: feast.FeatureStore, sources: dict[str, Path]) -> None:
+    """Replace the PostgreSQL table of every view source with the rows of its Parquet file.
+
+    Used only when the offline store is PostgreSQL; not covered by the test suite (the embedded
+    duckdb default is). Tables are named ``musicpop_<file stem>`` as in ``definitions.py``.
+    """
+    from feast.infra.utils.postgres.connection_utils import _get_conn
+
+    with _get_conn(store.config.offline_store) as conn, conn.cursor() as cur:
+        for path in tqdm(sources.values(), desc="upload to PostgreSQL", unit="table"):
+            table = f"musicpop_{path.stem}"
+            schema = pq.read_schema(path)
+            columns = ", ".join(f'"{f.name}" {_pg_type(path, f)}' for f in schema)
+            cur.execute(f'DROP TABLE IF EXISTS "{table}"')
+            cur.execute(f'CREATE TABLE "{table}" ({columns})')
+            names = ", ".join(f'"{name}"' for name in schema.names)
+            marks = ", ".join(["%s"] * len(schema.names))
+            frame = pd.read_parquet(path)
+            rows = [[_sql_value(v) for v in row] for row in frame.itertuples(index=False)]
+            cur.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
+        conn.commit()
+
+
+def apply(data_dir: Path | str, period: str | None = None) -> None:
     """Write the derived sources and register every entity, view and service (``feast apply``).
 
     Parameters
     ----------
     data_dir : Path or str
         The data dir (see :func:`write_sources` for the tables it needs).
-    period : str
-        Chart period served by the ``popularity`` view: ``weekly`` (default) or ``daily``.
+    period : str, optional
+        Chart period served by the ``popularity`` view: ``weekly`` or ``daily``. Default: the
+        ``MUSICPOP_PERIOD`` environment variable, else ``weekly``.
 
     Raises
     ------
@@ -265,8 +344,13 @@ def apply(data_dir: Path | str, period: str = DEFAULT_PERIOD) -> None:
     from feast import Entity, FeatureService, FeatureView
 
     data_dir = Path(data_dir).resolve()
-    write_sources(data_dir, period)
-    module = _load_definitions(data_dir, period)
+    period = period or os.environ.get(PERIOD_ENV) or DEFAULT_PERIOD
+    sources = write_sources(data_dir, period)
+    store = feature_store(data_dir)
+    offline_source = _offline_source(store)
+    if offline_source == "postgres":
+        _upload_to_postgres(store, sources)
+    module = _load_definitions(data_dir, period, offline_source)
     objects = [
         value
         for kind in (Entity, FeatureView, FeatureService)
@@ -274,7 +358,7 @@ def apply(data_dir: Path | str, period: str = DEFAULT_PERIOD) -> None:
         if isinstance(value, kind)
     ]
     with _env({DATA_DIR_ENV: str(data_dir)}):
-        feature_store(data_dir).apply(objects)
+        store.apply(objects)
 
 
 def _registered_views(store: feast.FeatureStore, data_dir: Path) -> list[feast.FeatureView]:
@@ -326,6 +410,10 @@ def _online_rows(store: feast.FeatureStore, view: str) -> int | None:
     return int(count)
 
 
+def _hide_password(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
 def info(data_dir: Path | str) -> str:
     """Describe the store: configuration, views with row counts, services.
 
@@ -339,13 +427,15 @@ def info(data_dir: Path | str) -> str:
     str
         Readable multi-line text.
     """
+    from feast import FileSource
+
     data_dir = Path(data_dir).resolve()
     store = feature_store(data_dir)
     config = store.config
     lines = [
         f"Feast project {store.project} on {data_dir}",
         f"  config:   {_config_path()}",
-        f"  registry: {config.registry.path}",
+        f"  registry: {_hide_password(str(config.registry.path))}",
         f"  offline:  {config.offline_store.type}",
         f"  online:   {config.online_store.type} {getattr(config.online_store, 'path', '')}",
     ]
@@ -355,8 +445,13 @@ def info(data_dir: Path | str) -> str:
         return "\n".join(lines)
     lines.append("feature views:")
     for view in sorted(views, key=lambda v: v.name):
-        path = Path(view.batch_source.path)
-        rows = pq.read_metadata(path).num_rows if path.is_file() else "missing"
+        source = view.batch_source
+        path = getattr(source, "path", None) or getattr(source, "table", None) or source.name
+        if isinstance(source, FileSource):
+            is_file = Path(path).is_file()
+            rows: int | str = pq.read_metadata(path).num_rows if is_file else "missing"
+        else:
+            rows = "?"
         online = _online_rows(store, view.name)
         done = view.most_recent_end_time
         lines.append(

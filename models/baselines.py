@@ -120,17 +120,17 @@ class Oracle:
     Parameters
     ----------
     appeal : pd.Series
-        Noise-free appeal indexed by a ``(song_id, region)`` MultiIndex. This is data given at
-        construction (like a deep model's spectrograms), not learned state.
+        Noise-free appeal indexed by a two-level MultiIndex whose level names are columns of ``X``:
+        ``(track_id, region)`` or ``(song_id, region)``. This is data given at construction (like
+        a deep model's spectrograms), not learned state.
     """
 
     def __init__(self, appeal: pd.Series) -> None:
         self.appeal = appeal
 
     def _lookup(self, X: pd.DataFrame) -> np.ndarray:
-        keys = pd.MultiIndex.from_arrays(
-            [X["song_id"].astype(str).to_numpy(), X["region"].astype(str).to_numpy()]
-        )
+        names = [n or ("song_id", "region")[i] for i, n in enumerate(self.appeal.index.names)]
+        keys = pd.MultiIndex.from_arrays([X[n].astype(str).to_numpy() for n in names])
         return self.appeal.reindex(keys).to_numpy(dtype=float)
 
     def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> Oracle:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 # threads than cores); passive waiting costs nothing when the machine is idle. Must precede import.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import lightgbm as lgb  # noqa: E402
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -94,10 +94,13 @@ class LightGBMRegressor:
         Fraction of rows sampled per tree (every iteration).
     lambda_l2 : float
         L2 regularisation.
+    max_bin : int
+        Histogram bins per feature (63 is plenty for a few thousand rows, and fast).
     seed : int
         Seed for every random choice LightGBM makes.
     num_threads : int
-        Threads; fixed so that results do not depend on the machine.
+        Threads; fixed so that results do not depend on the machine. On a busy machine (more
+        runnable threads than cores) one thread is several times faster than two.
     categorical : tuple[str, ...]
         Columns treated as categorical.
     """
@@ -111,6 +114,7 @@ class LightGBMRegressor:
         feature_fraction: float = 0.8,
         bagging_fraction: float = 0.8,
         lambda_l2: float = 1.0,
+        max_bin: int = 63,
         seed: int = 0,
         num_threads: int = 2,
         categorical: tuple[str, ...] = ("region",),
@@ -122,6 +126,7 @@ class LightGBMRegressor:
         self.feature_fraction = feature_fraction
         self.bagging_fraction = bagging_fraction
         self.lambda_l2 = lambda_l2
+        self.max_bin = max_bin
         self.seed = seed
         self.num_threads = num_threads
         self.categorical = categorical
@@ -136,7 +141,7 @@ class LightGBMRegressor:
         """
         names = (
             "n_estimators learning_rate num_leaves min_child_samples feature_fraction "
-            "bagging_fraction lambda_l2 seed num_threads categorical"
+            "bagging_fraction lambda_l2 max_bin seed num_threads categorical"
         ).split()
         return {name: getattr(self, name) for name in names}
 
@@ -150,6 +155,7 @@ class LightGBMRegressor:
             "bagging_fraction": self.bagging_fraction,
             "bagging_freq": 1 if self.bagging_fraction < 1.0 else 0,
             "lambda_l2": self.lambda_l2,
+            "max_bin": self.max_bin,
             "seed": self.seed,
             "num_threads": self.num_threads,
             "deterministic": True,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import DecoderBlock, EncoderConfig, SpectrogramEncoder, init_weights, masked_mse
@@ -20,8 +21,8 @@ class CurveDecoder(nn.Module):
     """Transformer decoder over ``H`` learned period queries, conditioned on region.
 
     Each region's query set is ``period_queries + region_embedding``; the queries attend to each
-    other (within the region) and to the clip's encoder tokens; a linear head reads one value
-    per period.
+    other (within the region) and to the clip's encoder tokens; a linear head reads two values
+    per period: the log1p streams and the logit that the track is on the chart then.
     """
 
     def __init__(
@@ -41,7 +42,7 @@ class CurveDecoder(nn.Module):
             DecoderBlock(dim, n_heads, mlp_ratio, dropout) for _ in range(n_layers)
         )
         self.ln_f = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, 1)
+        self.head = nn.Linear(dim, 2)
         self.apply(init_weights)
         nn.init.trunc_normal_(self.period_queries, std=0.02)
         nn.init.normal_(self.region_emb.weight, std=0.02)
@@ -54,7 +55,7 @@ class CurveDecoder(nn.Module):
         q = self.period_queries + emb[:, :, None, :]  # (B, R, H, D)
         for block in self.blocks:
             q = block(q, memory)  # (B, R, H, D)
-        return self.head(self.ln_f(q)).squeeze(-1)  # (B, R, H)
+        return self.head(self.ln_f(q))  # (B, R, H, 2)
 
 
 @dataclass
@@ -72,6 +73,10 @@ class MP3Config:
     smoothness_weight : float
         Weight of the smoothness regulariser (mean squared second difference of the predicted
         curve); 0 turns it off.
+    presence_weight : float
+        Weight of the on-chart term: binary cross-entropy of the per-period on-chart logit
+        against "the period is observed" (under the ``missing`` null policy a NaN period is off
+        the chart), over the (track, region) pairs that have targets; 0 turns it off.
     init_from_mp2 : bool
         Start the encoder from MP2's fine-tuned encoder weights when the caller has them.
     encoder : EncoderConfig
@@ -83,6 +88,7 @@ class MP3Config:
     n_decoder_layers: int = 2
     decoder_heads: int = 4
     smoothness_weight: float = 0.0
+    presence_weight: float = 0.2
     init_from_mp2: bool = True
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
@@ -101,9 +107,11 @@ class MP3(nn.Module):
     """Encoder-decoder predicting the standardised log1p curve ``(H,)`` per region.
 
     ``forward(x, region, targets)``: ``x`` log-mel ``(B, M, T)``; ``region`` ``(B,)`` region
-    indices, or None for every region (``preds`` then ``(B, R, H)``, from one encoder pass);
-    ``targets`` the shape of ``preds``, NaN where unobserved (masked out of the loss).
-    Returns ``(preds, loss)``; loss is None without targets.
+    indices, or None for every region (from one encoder pass). ``preds`` is ``(B, H, 2)``
+    (``(B, R, H, 2)`` for every region): ``[..., 0]`` the standardised log1p curve, ``[..., 1]``
+    the on-chart logit. ``targets`` is ``(B, H)`` (``(B, R, H)``), NaN where unobserved: masked
+    out of the MSE, and read as "off the chart" by the on-chart term where the row has any
+    observed period. Returns ``(preds, loss)``; loss is None without targets.
     """
 
     shares_encoder = True
@@ -128,10 +136,10 @@ class MP3(nn.Module):
         self.encoder.load_state_dict(state_dict)
 
     def predict_all_regions(self, x: torch.Tensor) -> torch.Tensor:
-        """Curves for every region, ``(B, R, H)``, from one encoder pass per clip."""
+        """Curves and on-chart logits for every region, ``(B, R, H, 2)``, one encoder pass."""
         memory = self.encoder(x)  # (B, 1+N, D)
         regions = torch.arange(self.config.n_regions, device=x.device)  # (R,)
-        return self.decoder(memory, regions)  # (B, R, H)
+        return self.decoder(memory, regions)  # (B, R, H, 2)
 
     def forward(
         self,
@@ -140,14 +148,23 @@ class MP3(nn.Module):
         targets: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if region is None:
-            preds = self.predict_all_regions(x)  # (B, R, H)
+            preds = self.predict_all_regions(x)  # (B, R, H, 2)
         else:
             memory = self.encoder(x)  # (B, 1+N, D)
-            preds = self.decoder(memory, region[:, None]).squeeze(1)  # (B, H)
+            preds = self.decoder(memory, region[:, None]).squeeze(1)  # (B, H, 2)
         if targets is None:
             return preds, None
-        loss = masked_mse(preds, targets)
+        curve, logit = preds[..., 0], preds[..., 1]  # (..., H) each
+        loss = masked_mse(curve, targets)
         if self.config.smoothness_weight > 0:
-            d2 = preds[..., 2:] - 2 * preds[..., 1:-1] + preds[..., :-2]  # (..., H-2)
+            d2 = curve[..., 2:] - 2 * curve[..., 1:-1] + curve[..., :-2]  # (..., H-2)
             loss = loss + self.config.smoothness_weight * d2.pow(2).mean()
+        if self.config.presence_weight > 0:
+            observed = ~torch.isnan(targets)  # (..., H)
+            has_row = observed.any(dim=-1, keepdim=True).expand_as(observed)  # (..., H)
+            bce = F.binary_cross_entropy_with_logits(logit, observed.float(), reduction="none")
+            bce = torch.where(has_row, bce, torch.zeros_like(bce)).sum() / has_row.sum().clamp(
+                min=1
+            )
+            loss = loss + self.config.presence_weight * bce
         return preds, loss

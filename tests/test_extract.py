@@ -27,7 +27,7 @@ from features.extract import (
     extractor_fingerprint,
 )
 from features.lowlevel import LOWLEVEL_COLUMNS
-from features.mel import MelConfig, log_mel
+from features.mel import MelConfig, log_mel, n_frames_for
 
 RATE = 22_050
 REPO = Path(__file__).resolve().parents[1]
@@ -279,3 +279,21 @@ def test_scheduler_comes_from_configuration(
         extract_features(tiny_dir, workers=1, progress=False)
     monkeypatch.setenv(SCHEDULER_ENV, "processes")
     assert extract_features(tiny_dir, workers=1, progress=False).scheduler == "processes"
+
+
+@pytest.mark.integration
+def test_real_audio_extracts_through_the_pool(shared_data: Path, tmp_path: Path) -> None:
+    audio = shared_data / "audio"
+    clips = [
+        (_track(1), 0, audio / "vibe_ace_preview_1.mp3"),
+        (_track(1), 1, audio / "vibe_ace_preview_2.mp3"),
+        (_track(2), 0, audio / "Kevin_MacLeod_-_Vibe_Ace.ogg"),
+    ]
+    _write_tables(tmp_path, clips, release={})
+    report = extract_features(tmp_path, workers=2, progress=False)
+    assert (report.extracted, report.failed, report.lowlevel_rows, report.mel_rows) == (3, 0, 2, 3)
+    mel = pd.read_parquet(tmp_path / "features" / "mel.parquet")
+    ogg_frames = n_frames_for(len(load_audio(clips[2][2], 16_000)), MelConfig())
+    assert mel["n_frames"].tolist() == [2998, 2998, ogg_frames]
+    lowlevel = pd.read_parquet(tmp_path / "features" / "essentia_lowlevel.parquet")
+    assert lowlevel["rhythm.bpm"].between(120, 140).all()

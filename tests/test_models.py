@@ -123,8 +123,8 @@ def test_mp3_shapes_and_encoder_from_mp2() -> None:
         mp3.encoder.patch_embed.proj.weight, mp2.encoder.patch_embed.proj.weight
     )
     preds, loss = mp3(_x(3), torch.tensor([0, 1, 0]))
-    assert preds.shape == (3, 6) and loss is None
-    assert mp3(_x(3), None)[0].shape == (3, 2, 6)
+    assert preds.shape == (3, 6, 2) and loss is None  # curve and on-chart logit
+    assert mp3(_x(3), None)[0].shape == (3, 2, 6, 2)
     wrong = MP3(MP3Config(n_regions=2, horizon=6, encoder=dataclasses.replace(TINY, dim=16)))
     with pytest.raises(RuntimeError):
         wrong.load_encoder(mp2.encoder.state_dict())
@@ -142,18 +142,37 @@ def test_masked_mse_ignores_nan() -> None:
 
 def test_mp3_loss_is_blind_to_unobserved_periods() -> None:
     torch.manual_seed(0)
-    mp3 = MP3(MP3Config(n_regions=1, horizon=5, smoothness_weight=0.0, encoder=TINY))
+    mp3 = MP3(MP3Config(n_regions=1, horizon=5, presence_weight=0.0, encoder=TINY))
     x = _x(2)
     region = torch.zeros(2, dtype=torch.long)
     preds, _ = mp3(x, region)
-    targets = preds.detach().clone()
+    targets = preds[..., 0].detach().clone()
     targets[:, 3:] = float("nan")
     _, loss = mp3(x, region, targets)
     assert loss.item() == pytest.approx(0.0, abs=1e-10)
     targets[:, 0] += 1.0
     assert mp3(x, region, targets)[1].item() == pytest.approx(2 / 6, rel=1e-4)  # 6 observed
-    smooth = MP3(MP3Config(n_regions=1, horizon=5, smoothness_weight=1.0, encoder=TINY))
+    smooth = MP3(
+        MP3Config(n_regions=1, horizon=5, smoothness_weight=1.0, presence_weight=0, encoder=TINY)
+    )
     assert smooth(x, region, targets)[1] > 0
+
+
+def test_mp3_presence_term_reads_nan_as_off_chart_only_on_rows_with_data() -> None:
+    torch.manual_seed(0)
+    mp3 = MP3(MP3Config(n_regions=2, horizon=4, presence_weight=1.0, encoder=TINY))
+    x = _x(2)
+    preds, _ = mp3(x, None)
+    curve = preds[..., 0].detach()
+    nan = float("nan")
+    targets = curve.clone()
+    targets[:, 1] = nan  # region 1: no row for these tracks: no presence target at all
+    targets[:, 0, 2:] = nan  # region 0: charted 2 periods, then off the chart
+    _, loss = mp3(x, None, targets)
+    logit = preds[:, 0, :, 1].detach()
+    on = torch.tensor([1.0, 1.0, 0.0, 0.0]).expand_as(logit)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, on)
+    assert loss.item() == pytest.approx(bce.item(), rel=1e-4)  # the MSE part is 0
 
 
 def test_ranking_loss_prefers_correct_order_within_region() -> None:

@@ -164,7 +164,7 @@ def test_bad_input_gives_one_clear_error(tmp_path: Path, applied: tuple[Path, li
 
 
 def test_file_offline_store_trap_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Feast's `file` offline store drops repeated entity rows; training_frame refuses its answer."""
+    """Feast's `file` offline store drops repeated entity rows; training_frame refuses that."""
     config = (store.REPO_DIR / "feature_store.yaml").read_text()
     (tmp_path / "file_store.yaml").write_text(config.replace("type: duckdb", "type: file"))
     monkeypatch.setenv(store.CONFIG_ENV, str(tmp_path / "file_store.yaml"))

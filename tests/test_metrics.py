@@ -1,0 +1,134 @@
+"""Metrics against scipy/sklearn, the weighted form against duplicated rows, and the bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from benchmark.metrics import METRICS, SongBootstrap, evaluate
+
+RNG = np.random.default_rng(0)
+N = 400
+Y = RNG.normal(size=N)
+PRED = Y + RNG.normal(size=N)
+PRED_TIED = np.round(PRED)  # many ties
+REGIONS = RNG.choice(["us", "gb", "de"], N)
+
+
+def test_error_metrics_match_sklearn() -> None:
+    assert METRICS["rmse"](Y, PRED) == pytest.approx(np.sqrt(mean_squared_error(Y, PRED)), 1e-12)
+    assert METRICS["mae"](Y, PRED) == pytest.approx(mean_absolute_error(Y, PRED), 1e-12)
+    assert METRICS["r2"](Y, PRED) == pytest.approx(r2_score(Y, PRED), 1e-10)
+
+
+@pytest.mark.parametrize("pred", [PRED, PRED_TIED])
+def test_spearman_matches_scipy_with_and_without_ties(pred: np.ndarray) -> None:
+    assert METRICS["spearman"](Y, pred) == pytest.approx(spearmanr(Y, pred).statistic, 1e-12)
+    per_region = np.mean(
+        [spearmanr(Y[REGIONS == r], pred[REGIONS == r]).statistic for r in "us gb de".split()]
+    )
+    assert METRICS["spearman_region"](Y, pred, REGIONS) == pytest.approx(per_region, 1e-12)
+
+
+def test_rank_metrics_are_computed_within_folds() -> None:
+    folds = np.arange(N) % 2
+    expected = np.mean([spearmanr(Y[folds == f], PRED[folds == f]).statistic for f in (0, 1)])
+    assert METRICS["spearman"](Y, PRED, folds=folds) == pytest.approx(expected, 1e-12)
+    # a prediction that is constant within each fold has no rank information at all
+    assert np.isnan(METRICS["spearman"](Y, folds.astype(float), folds=folds))
+
+
+def test_top10_precision_counts_shared_top_rows() -> None:
+    k = N // 10
+    expected = len(set(np.argsort(-Y)[:k]) & set(np.argsort(-PRED)[:k])) / k
+    assert METRICS["top10_precision"](Y, PRED) == pytest.approx(expected)
+    assert METRICS["top10_precision"](Y, Y) == 1.0
+
+
+def test_curve_rmse_masks_unobserved_periods() -> None:
+    truth = np.array([[1.0, np.nan, 3.0], [2.0, 2.0, np.nan]])
+    pred = np.array([[2.0, 50.0, 3.0], [2.0, 4.0, 99.0]])
+    expected = np.sqrt((1.0 + 0.0 + 0.0 + 4.0) / 4)
+    assert METRICS["curve_rmse"](truth, pred) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, m in METRICS.items() if not m.curve))
+def test_weights_equal_duplicated_rows(name: str) -> None:
+    """A bootstrap weight of k must give the same value as repeating the row k times."""
+    metric = METRICS[name]
+    assert isinstance(metric.maximize, bool)
+    idx = np.random.default_rng(1).integers(0, N, N)
+    w = np.bincount(idx, minlength=N).astype(float)[None, :]
+    codes = np.unique(REGIONS, return_inverse=True)[1]
+    folds = np.zeros(N, dtype=int)
+    weighted = metric.batch(Y, PRED_TIED, w, codes, folds)[0]
+    assert weighted == pytest.approx(metric(Y[idx], PRED_TIED[idx], REGIONS[idx]), 1e-10)
+
+
+def _frame(n_songs: int = 150, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    rng = np.random.default_rng(seed)
+    songs = pd.Series(np.repeat([f"s{i}" for i in range(n_songs)], 2))
+    regions = pd.Series(np.tile(["us", "gb"], n_songs))
+    truth = pd.DataFrame({"t": rng.normal(size=2 * n_songs)})
+    return truth, songs, regions
+
+
+def test_bootstrap_is_seeded_and_its_interval_covers_the_truth() -> None:
+    truth, songs, regions = _frame()
+    rng = np.random.default_rng(5)
+    preds = {"m": pd.DataFrame({"t": truth.t + rng.normal(size=len(truth))})}  # true RMSE is 1
+    a = evaluate(truth, preds, songs, regions, ["t"], n_resamples=500, seed=3, metrics=["rmse"])
+    b = evaluate(truth, preds, songs, regions, ["t"], n_resamples=500, seed=3, metrics=["rmse"])
+    c = evaluate(truth, preds, songs, regions, ["t"], n_resamples=500, seed=4, metrics=["rmse"])
+    pd.testing.assert_frame_equal(a, b)
+    assert a.ci_low[0] != c.ci_low[0]
+    assert a.ci_low[0] < 1.0 < a.ci_high[0]
+    assert a.ci_low[0] < a.value[0] < a.ci_high[0]
+
+
+def test_bootstrap_weights_resample_whole_songs() -> None:
+    songs = np.array(["a", "a", "b", "c", "c", "c"])
+    boot = SongBootstrap(songs, n_resamples=50, seed=0, max_cells=60)
+    blocks = list(boot.weight_blocks())
+    assert len(blocks) == 5  # 10 resamples of 6 rows per block
+    w = np.vstack(blocks)
+    assert w.shape == (50, 6)
+    np.testing.assert_array_equal(w[:, 0], w[:, 1])  # rows of one song share the weight
+    np.testing.assert_array_equal(w[:, 3], w[:, 5])
+    assert (w[:, [0, 2, 3]].sum(axis=1) == 3).all()  # three songs drawn per resample
+
+
+def test_paired_difference_has_the_right_sign() -> None:
+    truth, songs, regions = _frame(seed=1)
+    rng = np.random.default_rng(2)
+    preds = {
+        "good": pd.DataFrame({"t": truth.t + 0.5 * rng.normal(size=len(truth))}),
+        "bad": pd.DataFrame({"t": truth.t + 2.0 * rng.normal(size=len(truth))}),
+        "region_mean": pd.DataFrame({"t": np.zeros(len(truth))}),
+    }
+    table = evaluate(truth, preds, songs, regions, ["t"], n_resamples=300, seed=0).set_index(
+        ["model", "metric"]
+    )
+    assert (table["reference"] == "good").all()
+    assert table.loc[("good", "spearman"), "diff"] == 0.0
+    bad = table.loc[("bad", "spearman")]
+    assert bad["diff"] < 0 and bad.diff_ci_high < 0
+    bad_rmse = table.loc[("bad", "rmse")]
+    assert bad_rmse["diff"] > 0 and bad_rmse.diff_ci_low > 0  # higher error
+    good_vs_baseline = table.loc[("good", "rmse")]
+    assert good_vs_baseline.baseline == "region_mean"
+    assert good_vs_baseline.baseline_diff_ci_high < 0
+
+
+def test_evaluate_is_fast() -> None:
+    import time
+
+    truth, songs, regions = _frame(n_songs=400)
+    rng = np.random.default_rng(0)
+    preds = {f"m{i}": pd.DataFrame({"t": truth.t + rng.normal(size=len(truth))}) for i in range(4)}
+    start = time.perf_counter()
+    evaluate(truth, preds, songs, regions, ["t"], n_resamples=1000, seed=0)
+    assert time.perf_counter() - start < 10.0  # 4 models x 6 metrics x 1000 resamples x 800 rows

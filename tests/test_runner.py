@@ -1,0 +1,156 @@
+"""The runner end to end on small synthetic data: signal is found, noise is not, runs repeat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.config import BenchmarkConfig, load_config
+from benchmark.models import MODELS
+from benchmark.runner import BenchmarkData, Results, run_suite, synthetic_data
+from benchmark.suites import SUITES, resolve_suite
+from features.errors import DataError
+
+
+def small_config(tmp: Path, **overrides) -> BenchmarkConfig:
+    settings = {
+        "dataset": "synthetic",
+        "suite": "classical",
+        "n_folds": 3,
+        "n_trials": 3,
+        "bootstrap": 300,
+        "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+        "results_dir": tmp / "results",
+        "model_params": {"lightgbm": {"max_estimators": 100}},
+    }
+    settings.update(overrides)
+    return load_config("quick", **settings)
+
+
+@pytest.fixture(scope="module")
+def signal_data() -> BenchmarkData:
+    return synthetic_data(n_songs=90, n_features=6, signal=True, seed=0)
+
+
+@pytest.fixture(scope="module")
+def signal_run(tmp_path_factory: pytest.TempPathFactory, signal_data: BenchmarkData) -> Results:
+    return run_suite(small_config(tmp_path_factory.mktemp("signal")), signal_data)
+
+
+def test_lightgbm_beats_region_mean_on_planted_signal(signal_run: Results) -> None:
+    r = signal_run
+    assert r.value("lightgbm", "log1p_sum", "spearman") > r.value(
+        "region_mean", "log1p_sum", "spearman"
+    )
+    assert r.value("lightgbm", "log1p_sum", "spearman", "baseline_diff_ci_low") > 0
+    assert r.value("lightgbm", "log1p_sum", "rmse", "baseline_diff_ci_high") < 0
+    assert r.best_classical == "lightgbm"
+    # the oracle knows the noise-free appeal: nothing classical beats it
+    assert r.value("oracle", "log1p_sum", "rmse") < r.value("lightgbm", "log1p_sum", "rmse")
+
+
+def test_lightgbm_does_not_beat_region_mean_on_noise(tmp_path: Path) -> None:
+    data = synthetic_data(n_songs=90, n_features=6, signal=False, seed=1)
+    r = run_suite(small_config(tmp_path, suite="region_mean,lightgbm"), data)
+    assert r.value("lightgbm", "log1p_sum", "spearman", "baseline_diff_ci_low") <= 0
+    assert r.value("lightgbm", "log1p_sum", "rmse", "baseline_diff_ci_high") >= 0
+
+
+def test_same_config_twice_gives_identical_metrics(
+    tmp_path: Path, signal_data: BenchmarkData, signal_run: Results
+) -> None:
+    again = run_suite(small_config(tmp_path), signal_data)
+    pd.testing.assert_frame_equal(again.split, signal_run.split)
+    a, b = signal_run.metrics, again.metrics
+    assert a[["model", "target", "metric"]].equals(b[["model", "target", "metric"]])
+    for column in ("value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high"):
+        np.testing.assert_allclose(a[column], b[column], rtol=0, atol=1e-9, equal_nan=True)
+
+
+def test_every_row_is_predicted_out_of_fold_by_every_model(signal_run: Results) -> None:
+    n = len(signal_run.split)
+    assert set(signal_run.predictions) == {"global_mean", "region_mean", "lightgbm", "oracle"}
+    for pred in signal_run.predictions.values():
+        assert len(pred) == n and list(pred.index) == list(range(n))
+        np.testing.assert_array_equal(pred["fold"], signal_run.split["test_fold"])
+
+
+def test_report_files(signal_run: Results) -> None:
+    out = signal_run.results_dir
+    assert out is not None and out.name == "synthetic"
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"model", "kind", "target", "metric", "value", "ci_low", "ci_high", "diff"} <= set(
+        summary.columns
+    )
+    assert len(summary) == 4 * 2 * 6  # models x targets x metrics
+    md = (out / "summary.md").read_text()
+    assert "git commit" in md and "song-grouped 3-fold" in md and "lightgbm" in md
+    assert (out / "pred_vs_true_log1p_sum.png").stat().st_size > 1000
+    assert (out / "region_spearman_log1p_debut.png").is_file()
+    table = signal_run.table()
+    assert "region_mean" in table and "spearman" in table and "[" in table
+
+
+def test_temporal_split_run(tmp_path: Path, signal_data: BenchmarkData) -> None:
+    r = run_suite(
+        small_config(tmp_path, suite="global_mean,region_mean", split="temporal", bootstrap=50),
+        signal_data,
+    )
+    tested = r.split["test_fold"] == 0
+    assert 0 < tested.sum() < len(r.split)
+    assert set(r.predictions["region_mean"].index) == set(np.flatnonzero(tested))
+    assert "temporal" in (r.results_dir / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in MODELS.items() if s.family != "deep"))
+def test_registered_models_follow_the_estimator_contract(
+    name: str, signal_data: BenchmarkData
+) -> None:
+    spec = MODELS[name]
+    X, y = signal_data.inputs(spec), signal_data.outputs(spec)
+    resources = {"appeal": signal_data.appeal()}
+    params = {"n_estimators": 20} if name == "lightgbm" else {}
+    est = spec.build(params, resources, {"seed": 0, "num_threads": 1})
+    assert not [k for k in vars(est) if k.endswith("_")]  # __init__ only stores parameters
+    assert est.fit(X.iloc[:200], y.iloc[:200]) is est
+    pred = est.predict(X.iloc[200:])
+    assert pred.index.equals(X.index[200:])
+    assert list(pred.columns) == list(y.columns)
+    assert np.isfinite(pred.to_numpy()).all()
+
+
+def test_suites_and_config() -> None:
+    assert resolve_suite("all") == SUITES["classical"] + SUITES["deep"]
+    assert resolve_suite("lightgbm, region_mean,lightgbm") == ["lightgbm", "region_mean"]
+    with pytest.raises(DataError, match="unknown suite or model 'nope'"):
+        resolve_suite("nope")
+    for suite in SUITES.values():
+        assert set(suite) <= set(MODELS)
+    quick, full = load_config("quick"), load_config("full")
+    assert quick.n_trials < full.n_trials and quick.bootstrap < full.bootstrap
+    assert quick.tracking_uri == "sqlite:///mlflow.db" and quick.optuna_storage is None
+    assert quick.config_hash() == load_config("quick", results_dir="elsewhere").config_hash()
+    assert quick.config_hash() != load_config("quick", seed=1).config_hash()
+
+
+def test_user_config_overrides_profile(tmp_path: Path) -> None:
+    user = tmp_path / "mine.toml"
+    user.write_text('n_trials = 2\nsplit = "temporal"\n[model_params.lightgbm]\nnum_leaves = 7\n')
+    config = load_config("quick", user, seed=4)
+    assert (config.n_trials, config.split, config.seed) == (2, "temporal", 4)
+    assert config.model_params["lightgbm"] == {"max_estimators": 200, "num_leaves": 7}
+    user.write_text("n_trails = 2\n")
+    with pytest.raises(DataError, match=r"mine.toml: unknown setting\(s\) n_trails"):
+        load_config("quick", user)
+    with pytest.raises(DataError, match="split must be one of"):
+        load_config("quick", split="random")
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    from benchmark.runner import load_training_data
+
+    with pytest.raises(DataError, match=r"popularity.parquet: not found"):
+        load_training_data(small_config(tmp_path, data_dir=tmp_path / "nothing"))
