@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from benchmark.config import BenchmarkConfig
@@ -185,6 +186,11 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
         {"track_id", "region", "period", "event_timestamp", "debut_date", "sum", "debut"},
     )
     catalog = _read_table(data_dir / "catalog.parquet", {"track_id", "song_id"})
+    if not (data_dir / "features" / "essentia_lowlevel.parquet").is_file():
+        raise DataError(
+            f"{data_dir / 'features' / 'essentia_lowlevel.parquet'}: not found; "
+            "run `benchmark features extract` first"
+        )
     pop = pop[pop["period"] == config.period]
     if pop.empty:
         raise DataError(f"{data_dir / 'popularity.parquet'}: no rows with period {config.period!r}")
@@ -204,11 +210,15 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
             f"{data_dir}: Feast returned {len(features)} rows for {len(entity_rows)} entity rows"
         )
     features = features.reset_index(drop=True)
+    # inputs are the audio features only: the service also carries the popularity targets
+    # (sum, debut, peak, rank metrics...), which must never reach a model as features
+    audio_columns = set(
+        pq.read_schema(data_dir / "features" / "essentia_lowlevel.parquet").names
+    ) - {"track_id", "event_timestamp"}
     feature_columns = [
         c
         for c in features.columns
-        if c not in ("track_id", "region", "event_timestamp", "song_id")
-        and pd.api.types.is_numeric_dtype(features[c])
+        if c in audio_columns and pd.api.types.is_numeric_dtype(features[c])
     ]
     if not feature_columns:
         raise DataError(

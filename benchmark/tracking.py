@@ -9,9 +9,13 @@ service, config hash. MLflow is imported inside functions so that importing this
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -274,19 +278,26 @@ def log_lightgbm(model: Any, X_example: pd.DataFrame, name_prefix: str = "lightg
     list[str]
         The logged models' URIs.
     """
+    import lightgbm
     import mlflow.lightgbm
     from mlflow.models import infer_signature
 
     inputs = model.model_inputs(X_example)
+    requirements = [f"lightgbm=={lightgbm.__version__}", f"pandas=={pd.__version__}"]
     uris = []
     for target, booster in model.boosters_.items():
         output = pd.DataFrame({target: booster.predict(inputs)})
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name=f"{name_prefix}_{target}",
-            signature=infer_signature(inputs, output),
-            input_example=inputs.head(5),
-        )
+        with warnings.catch_warnings():
+            # the region codes are int32 on purpose (-1 = unknown region, never NaN)
+            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+            info = mlflow.lightgbm.log_model(
+                booster,
+                name=f"{name_prefix}_{target}",
+                signature=infer_signature(inputs, output),
+                input_example=inputs.head(5),
+                # explicit requirements: inferring them imports the world in a subprocess (~6 s)
+                pip_requirements=requirements,
+            )
         uris.append(info.model_uri)
     return uris
 
@@ -340,7 +351,26 @@ def launch_ui(tracking_uri: str = "sqlite:///mlflow.db", port: int = 5000) -> in
         str(port),
     ]
     print(f"MLflow UI on http://127.0.0.1:{port} (Ctrl+C stops it)")
+    # The UI starts a server and job workers; run them in their own process group so that
+    # stopping this function (Ctrl+C or SIGTERM) stops all of them, not only the first process.
+    process = subprocess.Popen(command, start_new_session=True)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        return subprocess.call(command)
+        return process.wait()
     except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -771,9 +771,9 @@ class MP3Estimator(SpectrogramEstimator):
     ``encoder_state_dict``: MP2's ``encoder_state_dict_``, loaded into the encoder when
     ``config.init_from_mp2`` is on. ``predict`` also returns ``log1p_sum`` and
     ``log1p_debut`` derived from the predicted curve by ``features.targets.curve_statistics``,
-    the function that builds the real targets. Periods that MP3's on-chart head puts off the
-    chart (probability < 1/2; learned from the NaN pattern of the ``missing`` null policy)
-    are left out of them, as off-chart periods are left out of the real targets.
+    the function that builds the real targets, on the curve weighted by MP3's per-period
+    on-chart probability (learned from the NaN pattern of the ``missing`` null policy), as
+    off-chart periods are left out of the real targets.
     """
 
     family: ClassVar[str] = "MP3"
@@ -844,14 +844,16 @@ class MP3Estimator(SpectrogramEstimator):
             )
             return frame
         streams = np.expm1(np.clip(curve, 0.0, None))  # (N, H)
+        charted = None
         if self.config_.presence_weight > 0:
-            # the null policy of the targets: periods the model puts off the chart are NaN
-            # (unobserved), so sum and debut cover charted periods as the real targets do;
-            # the debut period is charted by definition
-            off = preds[..., 1] < 0  # (N, H) on-chart probability below 1/2
-            off[:, 0] = False
-            streams = np.where(off, np.nan, streams)
-        stats = curve_statistics(streams)
+            # the real targets count charted periods only (off-chart ones are NaN under the
+            # ``missing`` policy): weight each period by its on-chart probability, so the sum
+            # is the expected charted sum; the debut period is charted by definition
+            p_on = 1.0 / (1.0 + np.exp(-preds[..., 1]))  # (N, H)
+            p_on[:, 0] = 1.0
+            streams = streams * p_on
+            charted = p_on >= 0.5
+        stats = curve_statistics(streams, charted)
         frame["log1p_sum"] = np.log1p(np.asarray(stats["sum"], dtype=np.float64))
         frame["log1p_debut"] = np.log1p(np.asarray(stats["debut"], dtype=np.float64))
         return frame

@@ -154,3 +154,42 @@ def test_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match=r"popularity.parquet: not found"):
         load_training_data(small_config(tmp_path, data_dir=tmp_path / "nothing"))
+
+
+def test_training_data_comes_through_the_feast_service(tmp_path: Path) -> None:
+    """The real path: popularity entity rows -> Feast ``classical_v1`` -> the training frame."""
+    from benchmark.perf.store import write_synthetic_tables
+    from benchmark.runner import load_training_data
+    from features import store
+
+    data_dir = tmp_path / "data"
+    ids = write_synthetic_tables(data_dir, tracks=16, regions=2, features=4, clips=1, seed=0)
+    # tracks 2k and 2k+1 are versions of one song
+    pd.DataFrame(
+        {"track_id": ids, "song_id": [f"song{i // 2}" for i in range(len(ids))]}
+    ).to_parquet(data_dir / "catalog.parquet")
+    store.apply(data_dir)
+    data = load_training_data(small_config(tmp_path, data_dir=data_dir, dataset="feast"))
+
+    popularity = pd.read_parquet(data_dir / "popularity.parquet")
+    weekly = popularity[popularity.period == "weekly"].set_index(["track_id", "region"])
+    assert len(data.frame) == len(weekly) == 32
+    assert data.feature_columns == [
+        f"lowlevel.descriptor_{j // 2}.{s}" for j, s in enumerate(["mean", "stdev"] * 2)
+    ]
+    assert "sum" not in data.feature_columns  # the service's targets are never inputs
+    lowlevel = pd.read_parquet(data_dir / "features" / "essentia_lowlevel.parquet").set_index(
+        "track_id"
+    )
+    row = data.frame.iloc[5]
+    assert row["lowlevel.descriptor_1.mean"] == pytest.approx(
+        lowlevel.loc[row.track_id, "lowlevel.descriptor_1.mean"]
+    )
+    assert row["log1p_sum"] == pytest.approx(
+        np.log1p(weekly.loc[(row.track_id, row.region), "sum"])
+    )
+    assert row["song_id"] == f"song{ids.index(row.track_id) // 2}"
+    assert [c for c in data.frame.columns if c.startswith("curve_")] == [
+        f"curve_{h:02d}" for h in range(8)
+    ]
+    assert data.ground_truth is None and len(data.fingerprint) == 64

@@ -142,8 +142,8 @@ def test_mp3_learns_curve_shape_from_planted_attribute() -> None:
     baseline = region_mean.loc[test_X["region"]].to_numpy()
     base_rmse = np.sqrt(np.mean((baseline - truth)[seen] ** 2))
     assert rmse < 0.5 * base_rmse, (rmse, base_rmse)
-    # sum and debut come from the curve through features.targets.curve_statistics, over the
-    # periods the on-chart head keeps: closer to the real sum than summing every period
+    # sum and debut come from the curve through features.targets.curve_statistics, weighted by
+    # the on-chart probabilities: closer to the real sum than summing every period
     np.testing.assert_allclose(pred["log1p_debut"], pred["curve_00"], rtol=1e-6)
     true_sum = np.log1p(np.where(seen, np.expm1(truth), 0.0).sum(axis=1))
     naive_sum = np.log1p(np.expm1(c).sum(axis=1))

@@ -1,0 +1,197 @@
+"""The MLflow store, read back with MLflow's own client: parent, children, folds, metrics, model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.config import load_config
+from benchmark.models import MODELS, ModelSpec
+from benchmark.runner import Results, run_suite, synthetic_data
+from benchmark.tracking import ERROR_TAG, dataset_fingerprint, metric_key, setup_experiment
+
+
+class ExplodingModel:
+    """A model whose fit fails, to prove a failed benchmark run is recorded as FAILED."""
+
+    def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> ExplodingModel:
+        raise RuntimeError("boom in fit")
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        raise AssertionError("never reached")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="module")
+def run(store: Path) -> Results:
+    config = load_config(
+        "quick",
+        dataset="tracked",
+        suite="region_mean,lightgbm",
+        n_folds=2,
+        n_trials=2,
+        bootstrap=100,
+        tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
+        results_dir=store / "results",
+        model_params={"lightgbm": {"max_estimators": 50}},
+    )
+    return run_suite(config, synthetic_data(n_songs=50, n_features=4, seed=2))
+
+
+def client(store: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+
+
+def test_parent_children_and_fold_runs(store: Path, run: Results) -> None:
+    c = client(store)
+    experiment = c.get_experiment_by_name("tracked")
+    assert experiment is not None
+    assert experiment.artifact_location.startswith("file://")
+    runs = c.search_runs([experiment.experiment_id], max_results=100)
+    by_id = {r.info.run_id: r for r in runs}
+    parent = by_id[run.run_id]
+    assert parent.info.status == "FINISHED"
+    assert "mlflow.parentRunId" not in parent.data.tags
+    for key in ("git_commit", "dataset_fingerprint", "config_hash", "feature_service"):
+        assert parent.data.tags[key]
+    assert parent.data.params["n_folds"] == "2"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == run.run_id]
+    assert {r.data.tags["mlflow.runName"] for r in children} == {"region_mean", "lightgbm"}
+    assert {r.info.run_id for r in children} == set(run.child_run_ids.values())
+    lgbm = by_id[run.child_run_ids["lightgbm"]]
+    assert lgbm.data.tags["feature_service"] == "classical_v1"
+    folds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == lgbm.info.run_id]
+    assert sorted(r.data.tags["fold"] for r in folds) == ["0", "1"]
+    for fold in folds:
+        assert "learning_rate" in fold.data.params  # the tuned parameters of that fold
+        assert fold.data.metrics["optuna_trials"] == 2
+        assert "log1p_sum.rmse" in fold.data.metrics
+
+
+def test_metrics_with_intervals_match_the_results(store: Path, run: Results) -> None:
+    c = client(store)
+    metrics = c.get_run(run.child_run_ids["lightgbm"]).data.metrics
+    for suffix, column in (("", "value"), ("ci_low", "ci_low"), ("ci_high", "ci_high")):
+        key = metric_key("log1p_sum", "spearman", suffix)
+        assert metrics[key] == pytest.approx(run.value("lightgbm", "log1p_sum", "spearman", column))
+    region = c.get_run(run.child_run_ids["region_mean"]).data.metrics
+    assert "log1p_debut.rmse.diff_ci_low" in region  # paired difference to the best model
+
+
+def test_artifacts_and_logged_model(store: Path, run: Results) -> None:
+    c = client(store)
+    parent_files = {f.path for f in c.list_artifacts(run.run_id)}
+    assert {"split.csv", "report"} <= parent_files
+    report_files = {Path(f.path).name for f in c.list_artifacts(run.run_id, "report")}
+    assert {"summary.md", "summary.csv", "pred_vs_true_log1p_sum.png"} <= report_files
+    child = run.child_run_ids["lightgbm"]
+    child_files = {f.path for f in c.list_artifacts(child)}
+    assert {"predictions.csv", "feature_importance.png", "feature_importance.csv"} <= child_files
+
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    model = mlflow.lightgbm.load_model(f"runs:/{child}/lightgbm_log1p_sum")
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{child}/lightgbm_log1p_sum")
+    inputs = pyfunc.input_example
+    assert inputs is not None and "region" in inputs.columns
+    assert pyfunc.metadata.get_input_schema().input_names()[: len(inputs.columns)] == list(
+        inputs.columns
+    )
+    np.testing.assert_allclose(
+        np.asarray(pyfunc.predict(inputs)).ravel(), model.predict(inputs), rtol=1e-9
+    )
+
+
+def test_failed_run_is_marked_failed_with_its_error(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(MODELS, "exploding", ModelSpec("exploding", ExplodingModel, "baseline"))
+    config = load_config(
+        "quick",
+        dataset="tracked",
+        suite="region_mean,exploding",
+        n_folds=2,
+        bootstrap=10,
+        tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
+        results_dir=store / "results-failed",
+    )
+    with pytest.raises(RuntimeError, match="boom in fit"):
+        run_suite(config, synthetic_data(n_songs=20, n_features=2, seed=3))
+    c = client(store)
+    experiment = c.get_experiment_by_name("tracked")
+    failed = c.search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
+    names = {r.data.tags["mlflow.runName"] for r in failed}
+    assert {"exploding", "exploding-fold0"} <= names
+    assert all("boom in fit" in r.data.tags[ERROR_TAG] for r in failed)
+    parents = [r for r in failed if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    assert mlflow.active_run() is None
+
+
+def test_file_store_is_refused_and_fingerprint_tracks_content(tmp_path: Path) -> None:
+    from features.errors import DataError
+
+    with pytest.raises(DataError, match="file store"):
+        setup_experiment(f"file://{tmp_path}/mlruns", "x")
+    (tmp_path / "popularity.parquet").write_bytes(b"one")
+    first = dataset_fingerprint(tmp_path)
+    assert first == dataset_fingerprint(tmp_path)
+    (tmp_path / "popularity.parquet").write_bytes(b"two")
+    assert dataset_fingerprint(tmp_path) != first
+
+
+@pytest.mark.slow
+def test_benchmark_ui_lists_the_runs(store: Path, run: Results) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = (
+        "from benchmark.tracking import launch_ui; "
+        f"launch_ui('sqlite:///{store / 'mlflow.db'}', port={port})"
+    )
+    ui = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    server_group = None
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/get?run_id={run.run_id}"
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = response.read().decode()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+        assert run.run_id in body
+        server_group = _child_group(ui.pid)
+    finally:
+        ui.terminate()  # launch_ui stops the server's whole process group on SIGTERM
+        ui.wait(timeout=60)
+    if server_group is not None:
+        time.sleep(2)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(server_group, 0)  # nothing of the UI is left running
+
+
+def _child_group(pid: int) -> int | None:
+    """Process group of the first child of ``pid`` (the mlflow ui process)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.is_file() or not children.read_text().split():
+        return None
+    return os.getpgid(int(children.read_text().split()[0]))
