@@ -171,7 +171,8 @@ def _tables(summary: pd.DataFrame) -> dict[str, dict]:
                 r = by_metric.loc[metric]
                 text = _format_cell(r["value"], r.get("ci_low"), r.get("ci_high"))
                 css = ""
-                if "diff" in r and pd.notna(r.get("diff")) and pd.notna(r.get("diff_ci_low")):
+                is_reference = str(r.get("reference", "")) == str(model)
+                if not is_reference and pd.notna(r.get("diff")) and pd.notna(r.get("diff_ci_low")):
                     text += f"<br><small>&Delta; {r['diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]</small>"
                     if r["diff_ci_low"] > 0:
                         css = "better" if bool(r.get("maximize", True)) else "worse"
