@@ -59,6 +59,9 @@ class ModelSpec:
         ``space(trial, fixed) -> params`` for Optuna; None: not tuned.
     curve : bool
         The model also predicts the ``curve_..`` targets.
+    final_model : bool
+        After the folds, tune and fit once on all rows and log that model (with its signature)
+        and its feature importance to MLflow.
     """
 
     name: str
@@ -69,6 +72,7 @@ class ModelSpec:
     runtime: tuple[str, ...] = ()
     search_space: str | Callable[..., dict[str, Any]] | None = None
     curve: bool = False
+    final_model: bool = False
 
     def build(
         self,
@@ -198,6 +202,7 @@ register_model(
     feature_service="classical_v1",
     runtime=("seed", "num_threads"),
     search_space="models.gbm:lightgbm_search_space",
+    final_model=True,
 )
 register_model("oracle", "models.baselines:Oracle", "reference", resources=("appeal",))
 register_model(

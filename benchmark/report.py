@@ -247,7 +247,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str]) -> Path:
-    """Write ``results_dir/<dataset>/`` (summary.md, summary.csv, PNG plots).
+    """Write ``results_dir/<dataset>/`` (summary.md, summary.csv, split.csv, PNG plots).
 
     Parameters
     ----------
@@ -268,6 +268,7 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
     out.mkdir(parents=True, exist_ok=True)
     table = results.metrics
     table.reindex(columns=SUMMARY_COLUMNS).to_csv(out / "summary.csv", index=False)
+    results.split.to_csv(out / "split.csv", index=False)
 
     evaluated = results.split["test_fold"].to_numpy() >= 0
     truth = data.frame[evaluated]
@@ -292,6 +293,11 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
                     out / f"{config.primary_metric}_{target}.png",
                 )
             )
+
+    for model, importance in results.feature_importance.items():
+        plots.append(
+            _save(plot_feature_importance(importance), out / f"feature_importance_{model}.png")
+        )
 
     n_songs = data.frame["song_id"].nunique()
     if config.split == "kfold":
@@ -325,6 +331,9 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
         f"- tuning: {tuning}",
         f"- intervals: 95% bootstrap over songs, {config.bootstrap} resamples (seed {config.seed}); "
         "differences are paired (same resamples for every model)",
+        "- rank metrics (spearman, spearman_region, top10_precision) are computed within each "
+        "outer fold (the rows one fitted model ranked) and averaged; n/a: the model's predictions "
+        "carry no ranking there (constant within a fold, or within a region for spearman_region)",
         f"- MLflow: `{config.tracking_uri}`, parent run `{results.run_id}`, "
         f"config hash `{tags.get('config_hash', '')[:16]}`",
         "",

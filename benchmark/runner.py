@@ -358,6 +358,8 @@ class Results:
         The ``results/<dataset>/`` folder written.
     seconds : float
         Wall time of the run.
+    feature_importance : dict[str, pd.DataFrame]
+        Model name to the gain importance (feature x target) of its final model.
     """
 
     metrics: pd.DataFrame
@@ -368,6 +370,7 @@ class Results:
     child_run_ids: dict[str, str] = field(default_factory=dict)
     results_dir: Path | None = None
     seconds: float = 0.0
+    feature_importance: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def best_classical(self) -> str | None:
@@ -444,13 +447,10 @@ def _check_prediction(pred: Any, X: pd.DataFrame, columns: list[str], model: str
 class _ModelRun:
     """Fits one model on every fold (tuning where the model has a search space)."""
 
-    def __init__(
-        self, spec: ModelSpec, data: BenchmarkData, config: BenchmarkConfig, study_prefix: str
-    ) -> None:
+    def __init__(self, spec: ModelSpec, data: BenchmarkData, config: BenchmarkConfig) -> None:
         self.spec = spec
         self.data = data
         self.config = config
-        self.study_prefix = study_prefix
         self.X = data.inputs(spec)
         self.y = data.outputs(spec)
         self.fixed = dict(config.model_params.get(spec.name, {}))
@@ -642,6 +642,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
     }
     predictions: dict[str, pd.DataFrame] = {}
     child_ids: dict[str, str] = {}
+    importances: dict[str, pd.DataFrame] = {}
     open_runs: list[str] = []
     parent = mlflow.start_run(
         experiment_id=experiment_id,
@@ -656,7 +657,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
         mlflow.log_params({"n_rows": len(data.frame), "n_songs": data.frame["song_id"].nunique()})
         tracking.log_frame(split, "split.csv")
         for spec in specs:
-            runner = _ModelRun(spec, data, config, study_prefix)
+            runner = _ModelRun(spec, data, config)
             child = mlflow.start_run(
                 run_name=spec.name,
                 nested=True,
@@ -697,19 +698,22 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
                 predictions[spec.name].add_prefix("pred_")
             )
             tracking.log_frame(out.reset_index(names="row"), "predictions.csv")
-            if spec.name == "lightgbm":
+            if spec.final_model:
                 model, params, trials = runner.fit_final(f"{study_prefix}.{spec.name}.final")
                 tracking.log_params(params, prefix="final.")
                 if trials is not None:
                     tracking.log_frame(trials, "optuna_trials_final.csv")
-                tracking.log_lightgbm(model, runner.X.head(50))
-                importance = model.feature_importance("gain")
-                tracking.log_frame(
-                    importance.reset_index(names="feature"), "feature_importance.csv"
-                )
-                mlflow.log_figure(
-                    report.plot_feature_importance(importance), "feature_importance.png"
-                )
+                if hasattr(model, "boosters_"):
+                    tracking.log_lightgbm(model, runner.X.head(50), name_prefix=spec.name)
+                if hasattr(model, "feature_importance"):
+                    importance = model.feature_importance("gain")
+                    importances[spec.name] = importance
+                    tracking.log_frame(
+                        importance.reset_index(names="feature"), "feature_importance.csv"
+                    )
+                    mlflow.log_figure(
+                        report.plot_feature_importance(importance), "feature_importance.png"
+                    )
             mlflow.end_run()
             open_runs.pop()
         progress.close()
@@ -736,6 +740,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             config=config,
             run_id=parent.info.run_id,
             child_run_ids=child_ids,
+            feature_importance=importances,
         )
         results.seconds = time.perf_counter() - started
         out_dir = report.write_report(results, data, tags)

@@ -303,7 +303,7 @@ def log_lightgbm(model: Any, X_example: pd.DataFrame, name_prefix: str = "lightg
 
 
 def mark_failed(run_ids: Iterable[str], error: BaseException) -> None:
-    """Tag runs with the error and end them with status FAILED.
+    """Tag runs with the error and end them with status FAILED (KILLED for Ctrl+C).
 
     Parameters
     ----------
@@ -316,11 +316,12 @@ def mark_failed(run_ids: Iterable[str], error: BaseException) -> None:
 
     client = mlflow.MlflowClient()
     message = f"{type(error).__name__}: {error}"[:5000]
+    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
     for run_id in run_ids:
         client.set_tag(run_id, ERROR_TAG, message)
-        client.set_terminated(run_id, status="FAILED")
+        client.set_terminated(run_id, status=status)
     while mlflow.active_run() is not None:
-        mlflow.end_run(status="FAILED")
+        mlflow.end_run(status=status)
 
 
 def launch_ui(tracking_uri: str = "sqlite:///mlflow.db", port: int = 5000) -> int:

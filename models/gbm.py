@@ -310,7 +310,8 @@ def _report_callback(
 ) -> Callable[[Any], None]:
     """A LightGBM callback reporting validation RMSE every ``every`` rounds."""
     keep = np.isfinite(valid_target)
-    rows, target = valid_inputs[keep], valid_target[keep]
+    rows = valid_inputs[keep].to_numpy(dtype=np.float64)  # converted once, not every report
+    target = valid_target[keep]
 
     def callback(env: Any) -> None:
         round_ = env.iteration + 1

@@ -53,10 +53,20 @@ def test_lightgbm_beats_region_mean_on_planted_signal(signal_run: Results) -> No
 
 
 def test_lightgbm_does_not_beat_region_mean_on_noise(tmp_path: Path) -> None:
+    import optuna
+
     data = synthetic_data(n_songs=90, n_features=6, signal=False, seed=1)
-    r = run_suite(small_config(tmp_path, suite="region_mean,lightgbm"), data)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    config = small_config(
+        tmp_path, suite="region_mean,lightgbm", optuna_storage=storage, inner_folds=2
+    )
+    r = run_suite(config, data)
     assert r.value("lightgbm", "log1p_sum", "spearman", "baseline_diff_ci_low") <= 0
     assert r.value("lightgbm", "log1p_sum", "rmse", "baseline_diff_ci_high") >= 0
+    # the studies live in the RDB storage: one per outer fold plus the final model's
+    studies = optuna.get_all_study_names(storage)
+    assert len(studies) == 4 and all(r.run_id in name for name in studies)
+    assert len(optuna.load_study(study_name=studies[0], storage=storage).trials) == 3
 
 
 def test_same_config_twice_gives_identical_metrics(
@@ -90,6 +100,8 @@ def test_report_files(signal_run: Results) -> None:
     assert "git commit" in md and "song-grouped 3-fold" in md and "lightgbm" in md
     assert (out / "pred_vs_true_log1p_sum.png").stat().st_size > 1000
     assert (out / "region_spearman_log1p_debut.png").is_file()
+    assert (out / "feature_importance_lightgbm.png").is_file()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "split.csv"), signal_run.split)
     table = signal_run.table()
     assert "region_mean" in table and "spearman" in table and "[" in table
 
