@@ -163,8 +163,6 @@ class MP3(nn.Module):
             observed = ~torch.isnan(targets)  # (..., H)
             has_row = observed.any(dim=-1, keepdim=True).expand_as(observed)  # (..., H)
             bce = F.binary_cross_entropy_with_logits(logit, observed.float(), reduction="none")
-            bce = torch.where(has_row, bce, torch.zeros_like(bce)).sum() / has_row.sum().clamp(
-                min=1
-            )
-            loss = loss + self.config.presence_weight * bce
+            bce = torch.where(has_row, bce, torch.zeros_like(bce))  # (..., H)
+            loss = loss + self.config.presence_weight * bce.sum() / has_row.sum().clamp(min=1)
         return preds, loss

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from benchmark.perf.training import main as throughput_main
 from benchmark.training import MP2Estimator, MP3Estimator, TrainingConfig, covering_crops
 from features.errors import DataError
 from models.augment import AugmentConfig
@@ -110,7 +113,6 @@ def curves_for(a: np.ndarray, region: np.ndarray, horizon: int) -> np.ndarray:
     return 8 + 3 * a * np.exp(-h / 2) + (1 - a) * h / 3 + 0.5 * region[:, None]
 
 
-@pytest.mark.slow
 def test_mp3_learns_curve_shape_from_planted_attribute() -> None:
     H = 8
     spectrograms, a = make_tracks(48, seed=2)
@@ -190,6 +192,11 @@ def test_interrupted_fit_resumes_from_checkpoint(tmp_path: Path) -> None:
     for got, want in zip(resumed.history_, reference.history_, strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
     pd.testing.assert_frame_equal(resumed.predict(X), reference.predict(X), rtol=1e-5)
+    # pickles carry the learned state, not the spectrograms
+    loaded = pickle.loads(pickle.dumps(resumed))
+    assert loaded.spectrograms is None and resumed.spectrograms is spectrograms
+    loaded.spectrograms = spectrograms
+    pd.testing.assert_frame_equal(loaded.predict(X), reference.predict(X), rtol=1e-5)
     # a finished checkpoint is reused as is; another setting starts afresh with a warning
     again = Recorder(**kw, checkpoint_dir=tmp_path).fit(X, y)
     assert not hasattr(again, "epochs_run") and again.history_ == resumed.history_
@@ -237,7 +244,7 @@ def test_settings_may_be_tables_over_the_profile() -> None:
     ).fit(X, y)
     assert est.config_.conditioning == "token" and est.config_.encoder.dim == 16
     assert est.config_.encoder.n_mels == N_MELS  # always taken from the data
-    assert est.config_.encoder.stride == 16 and est.training_.lr == 1e-3  # profile defaults
+    assert est.config_.encoder.stride == 16 and est.training_.lr == 3e-4  # profile defaults
     assert not est.augment_.roll and est.augment_.different_clip
     assert len(est.history_) == 2 and est.regions_ == ["us"]
 
@@ -304,3 +311,16 @@ def test_mp3_starts_from_mp2_encoder() -> None:
         **common,  # type: ignore[arg-type]
     ).fit(X, y3)
     assert not off.encoder_from_mp2_
+
+
+def test_throughput_script_prints_a_row_per_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    before = torch.get_num_threads()
+    assert (
+        throughput_main(["--sizes", "quick", "--devices", "cpu", "--steps", "1", "--threads", "1"])
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith(("MP2", "MP3"))]
+    assert len(rows) == 4 and all("quick" in r and "cpu" in r for r in rows)
+    assert all(float(r.split()[-1]) > 0 for r in rows)  # samples/s
+    assert torch.get_num_threads() == before

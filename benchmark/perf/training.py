@@ -130,8 +130,17 @@ def main(argv: list[str]) -> int:
         if args.devices
         else ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     )
+    before = torch.get_num_threads()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    try:
+        _print_table(devices, sizes, args.steps)
+    finally:
+        torch.set_num_threads(before)
+    return 0
+
+
+def _print_table(devices: list[str], sizes: list[str], steps_wanted: int | None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
     header = f"{'model':<24}{'size':<7}{'device':<7}{'batch':>6}{'params(M)':>11}{'tokens':>8}"
     print(header + f"{'s/step':>10}{'samples/s':>11}")
@@ -143,11 +152,10 @@ def main(argv: list[str]) -> int:
         for case in cases(sizes):
             on_cpu = device.type == "cpu"
             batch = (16 if case.size == "quick" else 2) if on_cpu else 32
-            steps = args.steps or (5 if case.size == "quick" else 3 if on_cpu else 20)
+            steps = steps_wanted or (5 if case.size == "quick" else 3 if on_cpu else 20)
             r = time_case(case, device, batch, steps)
             print(
                 f"{case.name:<24}{case.size:<7}{device.type:<7}{batch:>6}{r['params']:>11.2f}"
-                f"{r['tokens']:>8}{r['s_per_step']:>10.3f}{r['samples_per_s']:>11.1f}",
+                f"{r['tokens']:>8}{r['s_per_step']:>10.3f}{r['samples_per_s']:>11.3g}",
                 flush=True,
             )
-    return 0
