@@ -62,6 +62,9 @@ class ModelSpec:
     final_model : bool
         After the folds, tune and fit once on all rows and log that model (with its signature)
         and its feature importance to MLflow.
+    warm_start_from : str or None
+        Name of a model run earlier in the suite whose fitted ``encoder_state_dict_`` on the same
+        fold initialises this one (passed as ``encoder_state_dict``): MP3 starts from MP2.
     """
 
     name: str
@@ -73,6 +76,7 @@ class ModelSpec:
     search_space: str | Callable[..., dict[str, Any]] | None = None
     curve: bool = False
     final_model: bool = False
+    warm_start_from: str | None = None
 
     def build(
         self,
@@ -221,4 +225,5 @@ register_model(
     resources=("spectrograms",),
     runtime=("seed", "profile", "regions"),
     curve=True,
+    warm_start_from="mp2",
 )

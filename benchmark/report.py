@@ -241,6 +241,87 @@ def plot_metric_intervals(table: pd.DataFrame, target: str, metric: str) -> Figu
 # --- the report ----------------------------------------------------------------------------
 
 
+def plot_curve_rmse_by_step(truth: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]) -> Figure:
+    """RMSE of the log1p curve at each period since debut, one line per curve model.
+
+    Parameters
+    ----------
+    truth : pd.DataFrame
+        True curves, columns ``curve_00 ..`` (NaN = unobserved, left out).
+    predictions : Mapping[str, pd.DataFrame]
+        Model name to predicted curves (same columns and index).
+
+    Returns
+    -------
+    Figure
+        The figure.
+    """
+    columns = list(truth.columns)
+    y = truth.to_numpy(dtype=float)  # (N, H)
+    fig = _figure(6.5, 3.6)
+    ax = fig.subplots()
+    for model, pred in predictions.items():
+        err = (pred.loc[truth.index, columns].to_numpy(dtype=float) - y) ** 2  # (N, H)
+        rmse = np.sqrt(np.nanmean(np.where(np.isfinite(y), err, np.nan), axis=0))  # (H,)
+        ax.plot(np.arange(len(columns)), rmse, marker="o", markersize=3, label=model)
+    ax.set_xlabel("periods since debut")
+    ax.set_ylabel("RMSE of log1p streams")
+    ax.set_title("curve RMSE per horizon step (observed periods)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_curves_by_region(
+    truth: pd.DataFrame,
+    regions: pd.Series,
+    predictions: Mapping[str, pd.DataFrame],
+    per_region: int = 3,
+) -> Figure:
+    """Predicted against true curves for a few test tracks of each region.
+
+    The tracks shown are the ones with the most observed periods in each region (ties by row
+    order), so the picture is deterministic.
+
+    Parameters
+    ----------
+    truth : pd.DataFrame
+        True log1p curves (``curve_..`` columns).
+    regions : pd.Series
+        Region of each row (same index).
+    predictions : Mapping[str, pd.DataFrame]
+        Model name to predicted curves.
+    per_region : int
+        Tracks per region.
+
+    Returns
+    -------
+    Figure
+        One row of panels per region.
+    """
+    columns = list(truth.columns)
+    names = sorted(regions.unique())
+    fig = _figure(3.2 * per_region, 2.4 * len(names))
+    axes = fig.subplots(len(names), per_region, squeeze=False)
+    steps = np.arange(len(columns))
+    for r, region in enumerate(names):
+        rows = truth[regions == region]
+        observed = rows.notna().sum(axis=1).sort_values(ascending=False, kind="stable")
+        for c in range(per_region):
+            ax = axes[r, c]
+            if c >= len(observed):
+                ax.set_visible(False)
+                continue
+            index = observed.index[c]
+            ax.plot(steps, rows.loc[index].to_numpy(dtype=float), "k.-", label="true")
+            for model, pred in predictions.items():
+                ax.plot(steps, pred.loc[index, columns].to_numpy(dtype=float), label=model)
+            ax.set_title(f"{region}: row {index}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if r == 0 and c == 0:
+                ax.legend(fontsize=7)
+    return fig
+
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path)
     return path
@@ -293,6 +374,26 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
                     out / f"{config.primary_metric}_{target}.png",
                 )
             )
+
+    curve_columns = data.curve_columns
+    curve_preds = {
+        m: p[curve_columns]
+        for m, p in results.predictions.items()
+        if curve_columns and set(curve_columns) <= set(p.columns)
+    }
+    if curve_preds:
+        plots.append(
+            _save(
+                plot_curve_rmse_by_step(truth[curve_columns], curve_preds),
+                out / "curve_rmse_by_step.png",
+            )
+        )
+        plots.append(
+            _save(
+                plot_curves_by_region(truth[curve_columns], truth["region"], curve_preds),
+                out / "curves_by_region.png",
+            )
+        )
 
     for model, importance in results.feature_importance.items():
         plots.append(

@@ -466,15 +466,18 @@ class _ModelRun:
                 data.data_dir, sorted(data.frame["track_id"].unique())
             )
         self.tuned = spec.search_space is not None and config.n_trials > 0
+        # fold index -> encoder weights of ``spec.warm_start_from`` fitted on that fold
+        self.warm_start: dict[int, Any] = {}
+        self.last_estimator: Any = None
 
-    def build(self, params: dict[str, Any], seed: int) -> Any:
+    def build(self, params: dict[str, Any], seed: int, **extra: Any) -> Any:
         runtime = {
             "seed": seed,
             "num_threads": self.config.num_threads,
             "profile": self.config.profile,
             "regions": sorted(self.data.frame["region"].unique()),
         }
-        return self.spec.build(params, self.resources, runtime)
+        return self.spec.build({**params, **extra}, self.resources, runtime)
 
     def default_params(self) -> dict[str, Any]:
         fixed = dict(self.fixed)
@@ -553,7 +556,12 @@ class _ModelRun:
         params = self.default_params()
         if self.tuned:
             params, trials = self.tune(fold.train, seed, study_name)
-        est = self.build(params, seed).fit(self.X.iloc[fold.train], self.y.iloc[fold.train])
+        extra = {}
+        if fold.index in self.warm_start:
+            extra["encoder_state_dict"] = self.warm_start[fold.index]
+        est = self.build(params, seed, **extra)
+        est.fit(self.X.iloc[fold.train], self.y.iloc[fold.train])
+        self.last_estimator = est
         X_test = self.X.iloc[fold.test]
         pred = _check_prediction(est.predict(X_test), X_test, list(self.y.columns), self.spec.name)
         return pred, params, trials
@@ -656,8 +664,15 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
         tracking.log_params(config.to_dict())
         mlflow.log_params({"n_rows": len(data.frame), "n_songs": data.frame["song_id"].nunique()})
         tracking.log_frame(split, "split.csv")
+        encoders: dict[tuple[str, int], Any] = {}  # (model, fold) -> fine-tuned encoder weights
         for spec in specs:
             runner = _ModelRun(spec, data, config)
+            if spec.warm_start_from is not None:
+                runner.warm_start = {
+                    fold: state
+                    for (name, fold), state in encoders.items()
+                    if name == spec.warm_start_from
+                }
             child = mlflow.start_run(
                 run_name=spec.name,
                 nested=True,
@@ -690,6 +705,16 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
                     mlflow.log_metrics(
                         _fold_metrics(truth, pred, truth["region"].to_numpy(), data.targets)
                     )
+                    est = runner.last_estimator
+                    if getattr(est, "history_", None):
+                        tracking.log_history(est.history_)
+                    if getattr(est, "encoder_state_dict_", None) is not None:
+                        encoders[(spec.name, fold.index)] = est.encoder_state_dict_
+                        tracking.log_torch_state(est.encoder_state_dict_, "encoder.pt")
+                        if runner.warm_start:
+                            mlflow.set_tag("warm_start_from", spec.warm_start_from)
+                    if fold.index == 0 and hasattr(est, "model_") and hasattr(est, "config_"):
+                        tracking.log_spectrogram_model(est, spec.name)
                     open_runs.pop()
                 fold_preds.append(pred.assign(fold=fold.index))
                 progress.update(1)

@@ -16,10 +16,11 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.errors import DataError
@@ -375,3 +376,86 @@ def launch_ui(tracking_uri: str = "sqlite:///mlflow.db", port: int = 5000) -> in
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def log_history(history: Sequence[Mapping[str, Any]]) -> None:
+    """Log per-epoch training curves (``train_loss``, ``val_loss``, ``lr``...) with step = epoch.
+
+    Parameters
+    ----------
+    history : Sequence[Mapping[str, Any]]
+        One record per epoch, as a deep estimator's ``history_``.
+    """
+    import mlflow
+
+    for epoch, record in enumerate(history):
+        values = {
+            f"epoch.{key}": float(value)
+            for key, value in record.items()
+            if isinstance(value, int | float) and np.isfinite(value)
+        }
+        if values:
+            mlflow.log_metrics(values, step=epoch)
+
+
+def log_torch_state(state: Mapping[str, Any], name: str) -> None:
+    """Save a torch state dict as an artifact of the active run (e.g. MP2's fine-tuned encoder).
+
+    Parameters
+    ----------
+    state : Mapping[str, torch.Tensor]
+        The state dict.
+    name : str
+        File name (``.pt``).
+    """
+    import mlflow
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        torch.save(dict(state), path)
+        mlflow.log_artifact(str(path))
+
+
+def log_spectrogram_model(estimator: Any, name: str) -> str:
+    """Log a fitted MP2/MP3 network with mlflow.pytorch, its config and a signature.
+
+    The signature documents the network's inputs: a batch of standardised log-mel crops
+    ``x`` (B, n_mels, n_frames) and region indices ``region`` (B,), and its output (B, K).
+
+    Parameters
+    ----------
+    estimator : MP2Estimator or MP3Estimator
+        A fitted deep estimator (``model_``, ``config_``, ``regions_``).
+    name : str
+        Logged model name.
+
+    Returns
+    -------
+    str
+        The logged model's URI.
+    """
+    import dataclasses
+
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    model = estimator.model_.to("cpu").eval()
+    config = estimator.config_
+    n_mels, n_frames = config.encoder.n_mels, config.encoder.n_frames
+    x = torch.zeros(2, n_mels, n_frames)  # (B, n_mels, T)
+    region = torch.zeros(2, dtype=torch.long)  # (B,)
+    with torch.no_grad():
+        preds, _ = model(x, region)
+    mlflow.log_dict(dataclasses.asdict(config), f"{name}_config.json")
+    mlflow.log_dict({"regions": list(estimator.regions_)}, f"{name}_regions.json")
+    info = mlflow.pytorch.log_model(
+        model,
+        name=name,
+        signature=infer_signature(
+            {"x": x.numpy(), "region": region.numpy()}, preds.detach().numpy()
+        ),
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+    )
+    return info.model_uri

@@ -27,13 +27,13 @@ bootstrap = 200
 [model_params.lightgbm]
 max_estimators = 60
 
-[model_params.mp2]
-epochs = 2
-batch_size = 16
+[model_params.mp2.training]
+epochs = 3
+patience = 3
 
-[model_params.mp3]
-epochs = 2
-batch_size = 16
+[model_params.mp3.training]
+epochs = 3
+patience = 3
 """
 
 
@@ -105,6 +105,12 @@ def test_mlflow_holds_the_parent_and_a_child_per_model(finished_run: tuple[Path,
         if r.data.tags.get("mlflow.parentRunId") == first.info.run_id
     }
     assert {"lightgbm", "mp2", "mp3", "region_mean"} <= children
+    # MP3's encoder starts from MP2's fine-tuned encoder of the same fold
+    mp3_folds = [r for r in runs if r.data.tags.get("model") == "mp3" and "fold" in r.data.tags]
+    assert mp3_folds and all(r.data.tags.get("warm_start_from") == "mp2" for r in mp3_folds)
+    mp2_fold = next(r for r in runs if r.data.tags.get("model") == "mp2" and "fold" in r.data.tags)
+    history = client.get_metric_history(mp2_fold.info.run_id, "epoch.train_loss")
+    assert len(history) >= 2  # per-epoch training curve
 
 
 def _chromium() -> str | None:
