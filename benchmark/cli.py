@@ -17,7 +17,6 @@ from features.errors import DataError
 DEFAULT_DATA_DIR = Path("data/demo")
 
 
-
 def _data_dir_arg(parser: argparse.ArgumentParser, default: Path | None = DEFAULT_DATA_DIR) -> None:
     parser.add_argument(
         "--data-dir",
@@ -157,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         "build popularity.parquet (curves, sum, debut, peak, Lee & Lee rank metrics) from streams.parquet",
     )
     _data_dir_arg(p)
-    p.add_argument("--horizon", type=int, default=26, help="periods since debut in each curve (default 26)")
+    p.add_argument(
+        "--horizon", type=int, default=26, help="periods since debut in each curve (default 26)"
+    )
     p.add_argument(
         "--null-policy",
         choices=["missing", "zero", "floor"],
@@ -166,13 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     # demo
-    p = add("demo", _cmd_demo, "generate the built-in synthetic demo dataset (audio + charts + truth)")
-    p.add_argument("--out", type=Path, default=DEFAULT_DATA_DIR, help="output folder (default data/demo)")
-    p.add_argument("--songs", type=int, default=None, help="number of songs (default: the demo size)")
-    p.add_argument("--regions", type=int, default=None, help="number of regions (default: the demo size)")
+    p = add(
+        "demo", _cmd_demo, "generate the built-in synthetic demo dataset (audio + charts + truth)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_DATA_DIR, help="output folder (default data/demo)"
+    )
+    p.add_argument(
+        "--songs", type=int, default=None, help="number of songs (default: the demo size)"
+    )
+    p.add_argument(
+        "--regions", type=int, default=None, help="number of regions (default: the demo size)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     p.add_argument(
-        "--null", action="store_true", help="make popularity independent of the audio (a negative control)"
+        "--null",
+        action="store_true",
+        help="make popularity independent of the audio (a negative control)",
     )
 
     # features
@@ -192,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_features_extract)
 
     # store
-    p = add("store", _cmd_store, "the Feast feature store: apply definitions, materialize, or show info")
+    p = add(
+        "store", _cmd_store, "the Feast feature store: apply definitions, materialize, or show info"
+    )
     p.add_argument("action", choices=["apply", "materialize", "info"])
     _data_dir_arg(p)
 
@@ -205,15 +218,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--suite",
         default="all",
-        help="all, classical, deep, or a comma-separated list of model names (default all)",
+        help=(
+            "all, classical (global_mean, region_mean, lightgbm, oracle), deep (mp2, mp3), or a "
+            "comma-separated list of model names (default all)"
+        ),
     )
-    _data_dir_arg(p, default=None)
-    p.add_argument("--config", type=Path, default=None, help="TOML file overriding the profile")
-    p.add_argument("--profile", choices=["quick", "full"], default="quick")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlflow.db)")
-    p.add_argument("--optuna-storage", default=None, help="Optuna RDB storage URL (default in memory)")
-    p.add_argument("--results-dir", type=Path, default=Path("results"))
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=(
+            "an ingested data dir (streams.parquet, catalog.parquet, clips.parquet); default: the "
+            "built-in demo in data/demo, generated and ingested when absent"
+        ),
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML file whose settings override the profile (keys of benchmark.config.BenchmarkConfig)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=["quick", "full"],
+        default="quick",
+        help="quick: minutes on a laptop CPU; full: the numbers to publish (wants a GPU for MP2/MP3)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, search and models")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlflow.db)"
+    )
+    p.add_argument(
+        "--optuna-storage", default=None, help="Optuna RDB storage URL (default in memory)"
+    )
+    p.add_argument(
+        "--results-dir", type=Path, default=Path("results"), help="reports go to DIR/<dataset>/"
+    )
     p.add_argument("--workers", type=int, default=None, help="feature-extraction processes")
 
     # ui
