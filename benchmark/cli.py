@@ -78,7 +78,7 @@ def _cmd_store(args: argparse.Namespace) -> int:
     from features import store
 
     if args.action == "apply":
-        store.apply(args.data_dir)
+        store.apply(args.data_dir, period=args.period)
         print(f"feast apply done for {args.data_dir}")
     elif args.action == "materialize":
         store.materialize(args.data_dir)
@@ -207,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         "store", _cmd_store, "the Feast feature store: apply definitions, materialize, or show info"
     )
     p.add_argument("action", choices=["apply", "materialize", "info"])
+    p.add_argument(
+        "--period",
+        choices=["weekly", "daily"],
+        default=None,
+        help="popularity rows the store serves (apply only; default weekly)",
+    )
     _data_dir_arg(p)
 
     # run

@@ -64,6 +64,13 @@ class BenchmarkConfig:
         Curve length of the targets (``curve_00..``), used when the pipeline builds them.
     null_policy : str
         Off-chart periods in the curves: ``missing``, ``zero`` or ``floor``.
+    drop_incomplete : bool
+        Leave out (track, region) rows whose horizon the data does not cover
+        (``complete_horizon`` false): their sum is a partial sum that mostly measures how close
+        to the end of the data the track debuted, not its audio.
+    drop_left_censored : bool
+        Leave out rows already on the chart in the data's first period (their true debut is
+        unknown, so sum and debut are cut short).
     targets : list[str]
         Scalar target columns.
     primary_metric : str
@@ -100,6 +107,8 @@ class BenchmarkConfig:
     period: str = "weekly"
     horizon: int = 26
     null_policy: str = "missing"
+    drop_incomplete: bool = True
+    drop_left_censored: bool = False
     targets: list[str] = field(default_factory=lambda: ["log1p_sum", "log1p_debut"])
     primary_metric: str = "spearman"
     tune_metric: str = "rmse"

@@ -10,7 +10,7 @@ differences all come from one code path, vectorised with numpy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -21,6 +21,23 @@ TOP_FRACTION = 0.10
 
 CURVE_TARGET = "curve"
 """Pseudo-target name of the curve metrics (columns ``curve_00 .. curve_{H-1}``)."""
+
+
+def curve_columns(columns: Iterable[str]) -> list[str]:
+    """The ``curve_<h>`` columns in period order (numeric, so ``curve_100`` follows ``curve_99``).
+
+    Parameters
+    ----------
+    columns : Iterable[str]
+        Column names.
+
+    Returns
+    -------
+    list[str]
+        The curve columns sorted by period.
+    """
+    found = [c for c in columns if c.startswith("curve_") and c[6:].isdigit()]
+    return sorted(found, key=lambda c: int(c[6:]))
 
 
 # --- weighted building blocks (w: (B, N), x: (N,)) -------------------------------------------
@@ -418,7 +435,7 @@ def evaluate(
         else np.unique(np.asarray(folds), return_inverse=True)[1]
     )
     boot = SongBootstrap(songs.to_numpy(), n_resamples, seed)
-    curve_cols = sorted(c for c in truth.columns if c.startswith("curve_"))
+    curve_cols = curve_columns(truth.columns)
     jobs: list[tuple[str, list[str], list[Metric]]] = [
         (t, [t], [m for m in chosen if not m.curve]) for t in targets
     ]

@@ -166,7 +166,7 @@ def prepare_features(config: BenchmarkConfig, pipeline: Pipeline, *, workers: in
     ]
     pipeline.stage(
         "feast apply + materialize",
-        lambda: (store.apply(data_dir), store.materialize(data_dir)),
+        lambda: (store.apply(data_dir, period=config.period), store.materialize(data_dir)),
         inputs=feature_files,
         params={"period": config.period},
     )

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from benchmark.config import BenchmarkConfig
-from benchmark.metrics import METRICS, evaluate
+from benchmark.metrics import METRICS, curve_columns, evaluate
 from benchmark.models import ModelSpec, get_model
 from benchmark.splits import Fold, inner_splits, make_splits, split_table
 from features.errors import DataError
@@ -97,7 +97,7 @@ class BenchmarkData:
     @property
     def curve_columns(self) -> list[str]:
         """The ``curve_..`` target columns (empty when the frame has none)."""
-        return sorted(c for c in self.frame.columns if c.startswith("curve_"))
+        return curve_columns(self.frame.columns)
 
     def inputs(self, spec: ModelSpec) -> pd.DataFrame:
         """``X`` for a model: identifiers and region, plus the audio features for classical models.
@@ -194,6 +194,20 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
     pop = pop[pop["period"] == config.period]
     if pop.empty:
         raise DataError(f"{data_dir / 'popularity.parquet'}: no rows with period {config.period!r}")
+    censored = np.zeros(len(pop), dtype=bool)
+    if config.drop_incomplete and "complete_horizon" in pop.columns:
+        censored |= ~pop["complete_horizon"].astype(bool).to_numpy()
+    if config.drop_left_censored and "left_censored" in pop.columns:
+        censored |= pop["left_censored"].astype(bool).to_numpy()
+    if censored.all():
+        raise DataError(
+            f"{data_dir / 'popularity.parquet'}: every {config.period} row is censored (horizon "
+            f"{config.horizon} not covered by the data, or on the first chart); use a shorter "
+            "--horizon in `benchmark targets`, or set drop_incomplete = false"
+        )
+    if censored.any():
+        log.warning("leaving out %d censored rows of %d", int(censored.sum()), len(pop))
+    pop = pop[~censored]
     pop = pop.sort_values(["region", "track_id"], kind="stable").reset_index(drop=True)
     song_of = catalog.drop_duplicates("track_id").set_index("track_id")["song_id"]
     unknown = ~pop["track_id"].isin(song_of.index)
@@ -203,7 +217,14 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
             f"the catalog, e.g. {pop.loc[unknown, 'track_id'].iloc[0]}"
         )
 
-    entity_rows = pop[["track_id", "region", "event_timestamp"]].copy()
+    # inputs are joined at prediction time, the debut: nothing known later can reach them
+    entity_rows = pd.DataFrame(
+        {
+            "track_id": pop["track_id"],
+            "region": pop["region"],
+            "event_timestamp": pd.to_datetime(pop["debut_date"], utc=True),
+        }
+    )
     features = training_frame(data_dir, CLASSICAL_SERVICE, entity_rows)
     if len(features) != len(entity_rows):
         raise DataError(
@@ -231,15 +252,15 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
             "song_id": pop["track_id"].map(song_of).astype(str),
             "region": pop["region"].astype(str),
             "debut_date": pd.to_datetime(pop["debut_date"]),
+            "known_date": pd.to_datetime(pop["event_timestamp"]),
             "log1p_sum": np.log1p(pop["sum"].to_numpy(dtype=float)),
             "log1p_debut": np.log1p(pop["debut"].to_numpy(dtype=float)),
         }
     )
     if "curve" in pop.columns:
         curves = np.log1p(np.vstack([np.asarray(c, dtype=float) for c in pop["curve"]]))  # (N, H)
-        width = max(2, len(str(curves.shape[1] - 1)))
         for h in range(curves.shape[1]):
-            frame[f"curve_{h:0{width}d}"] = curves[:, h]
+            frame[f"curve_{h:02d}"] = curves[:, h]
     frame = pd.concat([frame, features[feature_columns].astype(float)], axis=1)
     has_audio = frame[feature_columns].notna().any(axis=1)
     if not has_audio.any():

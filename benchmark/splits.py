@@ -101,14 +101,25 @@ class SongGroupKFold:
         ]
 
 
+def _naive_dates(values: pd.Series | np.ndarray) -> pd.Series:
+    """Dates as a tz-naive UTC datetime Series (positional index)."""
+    dates = pd.to_datetime(pd.Series(np.asarray(values)), utc=True)
+    return dates.dt.tz_localize(None)
+
+
 def temporal_split(
-    songs: pd.Series | np.ndarray, debut_dates: pd.Series | np.ndarray, test_fraction: float = 0.2
+    songs: pd.Series | np.ndarray,
+    debut_dates: pd.Series | np.ndarray,
+    test_fraction: float = 0.2,
+    known_dates: pd.Series | np.ndarray | None = None,
 ) -> Fold:
     """Train on the songs that debuted first, test on the rest.
 
     A song's date is its earliest debut over all its rows (versions and regions), so a song never
     straddles the split. Songs are ordered by (date, song id) and the last ``test_fraction`` of the
-    songs form the test part.
+    songs form the test part. With ``known_dates`` (when each row's targets became known, debut +
+    horizon), training rows whose targets were not known yet at the first test debut are left
+    out (an embargo): a model trained then could not have seen them.
 
     Parameters
     ----------
@@ -118,6 +129,8 @@ def temporal_split(
         Debut date of every row.
     test_fraction : float
         Share of songs in the test part.
+    known_dates : pd.Series or np.ndarray, optional
+        When each row's targets became known; enables the embargo.
 
     Returns
     -------
@@ -136,7 +149,16 @@ def temporal_split(
     is_test_song = np.zeros(len(uniques), dtype=bool)
     is_test_song[order[len(uniques) - n_test :]] = True
     test = is_test_song[codes]
-    return Fold(0, np.flatnonzero(~test), np.flatnonzero(test))
+    train = ~test
+    if known_dates is not None:
+        known = _naive_dates(known_dates)
+        train &= (known <= _naive_dates(debut_dates)[test].min()).to_numpy()
+        if not train.any():
+            raise DataError(
+                "temporal split: no training row's targets were known before the first test "
+                "debut; lower test_fraction or use a shorter horizon"
+            )
+    return Fold(0, np.flatnonzero(train), np.flatnonzero(test))
 
 
 def group_holdout(
@@ -226,7 +248,8 @@ def make_splits(
     if split == "temporal":
         if "debut_date" not in frame:
             raise DataError("a temporal split needs a debut_date column")
-        return [temporal_split(frame["song_id"], frame["debut_date"], test_fraction)]
+        known = frame["known_date"] if "known_date" in frame.columns else None
+        return [temporal_split(frame["song_id"], frame["debut_date"], test_fraction, known)]
     raise DataError(f"unknown split {split!r}; choose kfold or temporal")
 
 

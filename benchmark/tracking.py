@@ -457,5 +457,7 @@ def log_spectrogram_model(estimator: Any, name: str) -> str:
             {"x": x.numpy(), "region": region.numpy()}, preds.detach().numpy()
         ),
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        # the network takes (x, region): pickled eager module, not a traced pt2 graph
+        serialization_format="pickle",
     )
     return info.model_uri

@@ -814,7 +814,10 @@ class MP3Estimator(SpectrogramEstimator):
         return config
 
     def _target_columns(self, y: pd.DataFrame) -> list[str]:
-        columns = sorted(c for c in y.columns if c.startswith("curve_") and c[6:].isdigit())
+        columns = sorted(
+            (c for c in y.columns if c.startswith("curve_") and c[6:].isdigit()),
+            key=lambda c: int(c[6:]),
+        )
         columns.sort(key=lambda c: int(c[6:]))
         if not columns:
             raise DataError("MP3Estimator.fit: y has no curve_00..curve_{H-1} columns")

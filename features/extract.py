@@ -19,8 +19,8 @@ column of ``DIR/catalog.parquet``) and writes, as in ``docs/architecture.md``:
 - ``DIR/extract_errors.parquet``: ``path``, ``error_type``, ``message`` for every failed clip.
 
 The tables are rebuilt from the cache on every run and replace the old ones atomically, so they
-never hold duplicates or partial rows. ``event_timestamp`` is the track's ``release_date`` when
-known, else its first ``chart_date`` in ``DIR/streams.parquet``, else 2000-01-01 UTC.
+never hold duplicates or partial rows. ``event_timestamp`` is the earlier of the track's
+``release_date`` and its first ``chart_date`` in ``DIR/streams.parquet``, else 2000-01-01 UTC.
 
 Clips run in a process pool (Essentia is not thread-safe) started with ``spawn``; with
 ``scheduler="dask://HOST:PORT"`` (or the environment variable ``BENCHMARK_EXTRACT_SCHEDULER``) the
@@ -386,7 +386,12 @@ def _clips_table(data_dir: Path) -> pd.DataFrame:
 
 
 def _event_timestamps(data_dir: Path, track_ids: Sequence[str]) -> pd.Series:
-    """Per track: release_date, else first chart_date, else 2000-01-01 (all UTC)."""
+    """Per track: the earlier of release_date and first chart_date, else 2000-01-01 (all UTC).
+
+    Audio does not change, so its features must be visible at every prediction time of the
+    track: a release date later than the first chart entry (an album date for a pre-release
+    single) would hide them from point-in-time joins at the debut.
+    """
     index = pd.Index(sorted(set(track_ids)), name="track_id")
     result = pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
     catalog_path = data_dir / "catalog.parquet"
@@ -400,11 +405,11 @@ def _event_timestamps(data_dir: Path, track_ids: Sequence[str]) -> pd.Series:
             release = release[release.notna()].groupby(level=0).min()
             result = result.fillna(release.reindex(result.index))
     streams_path = data_dir / "streams.parquet"
-    if streams_path.exists() and result.isna().any():
+    if streams_path.exists():
         streams = pd.read_parquet(streams_path, columns=["track_id", "chart_date"])
         first = pd.to_datetime(streams["chart_date"], utc=True, errors="coerce", format="mixed")
-        first = first.groupby(streams["track_id"].astype(str)).min()
-        result = result.fillna(first.reindex(result.index))
+        first = first.groupby(streams["track_id"].astype(str)).min().reindex(result.index)
+        result = result.where(result.notna() & ~(first < result), first)
     return result.fillna(FALLBACK_TIMESTAMP).astype("datetime64[ns, UTC]")
 
 

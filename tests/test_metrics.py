@@ -132,3 +132,12 @@ def test_evaluate_is_fast() -> None:
     start = time.perf_counter()
     evaluate(truth, preds, songs, regions, ["t"], n_resamples=1000, seed=0)
     assert time.perf_counter() - start < 10.0  # 4 models x 6 metrics x 1000 resamples x 800 rows
+
+
+def test_curve_columns_are_in_period_order_past_two_digits() -> None:
+    from benchmark.metrics import curve_columns
+
+    names = [f"curve_{h:02d}" for h in range(120)]
+    shuffled = sorted(names)  # lexicographic: curve_100 before curve_11
+    assert shuffled != names
+    assert curve_columns([*shuffled, "log1p_sum", "curve_x"]) == names

@@ -92,3 +92,17 @@ def test_make_splits_and_split_table(frame: pd.DataFrame) -> None:
     assert set(temporal["test_fold"]) == {-1, 0}
     with pytest.raises(DataError, match="unknown split"):
         make_splits(frame, "random")
+
+
+def test_temporal_split_embargoes_training_rows_whose_targets_were_not_known_yet() -> None:
+    debut = pd.to_datetime(["2020-01-03", "2020-01-10", "2020-03-06", "2020-05-01", "2020-06-05"])
+    songs = np.array(["a", "b", "c", "d", "e"])
+    known = debut + pd.Timedelta(weeks=9)  # targets known 9 weeks after the debut
+    fold = temporal_split(songs, debut, test_fraction=0.4, known_dates=known)
+    cutoff = debut[fold.test].min()
+    assert set(songs[fold.test]) == {"d", "e"}
+    # "c" debuted before the test songs, but its 9-week targets end after the first test debut
+    assert set(songs[fold.train]) == {"a", "b"}
+    assert (known[fold.train] <= cutoff).all()
+    without = temporal_split(songs, debut, test_fraction=0.4)
+    assert set(songs[without.train]) == {"a", "b", "c"}
