@@ -84,7 +84,10 @@ def metrics_wide(table: pd.DataFrame, metrics: Sequence[str]) -> dict[str, pd.Da
                     r = by_metric.loc[m]
                     record[m] = _cell(r.value, r.ci_low, r.ci_high)
             r = by_metric.loc[lead]
-            record[f"{lead} vs {r.reference}"] = _cell(r["diff"], r.diff_ci_low, r.diff_ci_high)
+            if pd.notna(r.reference) and r.reference != model:
+                record[f"{lead} vs {r.reference}"] = _cell(
+                    r["diff"], r.diff_ci_low, r.diff_ci_high
+                )
             records.append(record)
         out[str(target)] = pd.DataFrame.from_records(records).fillna("")
     return out
