@@ -86,8 +86,14 @@ class TrainingConfig:
 
     @classmethod
     def quick(cls) -> TrainingConfig:
-        """About a minute per fit on the demo on 2 CPU cores (batch 16, lr 3e-4, 1 thread)."""
-        return cls(cpu_threads=1)
+        """Under a minute per fit on the demo on 2 CPU cores (batch 16, lr 1e-3, 1 thread).
+
+        The tiny quick encoder wants a higher learning rate than AST fine-tuning, and the small
+        validation part of the demo (~15 songs) is noisy, hence the longer patience. On two
+        folds of the demo, lr 1e-3 with patience 20 gave Spearman 0.59 / 0.57 for log1p sum
+        against 0.22 / 0.39 with lr 3e-4 and patience 10 (region mean: 0.52 / 0.41).
+        """
+        return cls(cpu_threads=1, lr=1e-3, patience=20, epochs=60)
 
     @classmethod
     def full(cls) -> TrainingConfig:
