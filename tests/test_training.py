@@ -244,7 +244,8 @@ def test_settings_may_be_tables_over_the_profile() -> None:
     ).fit(X, y)
     assert est.config_.conditioning == "token" and est.config_.encoder.dim == 16
     assert est.config_.encoder.n_mels == N_MELS  # always taken from the data
-    assert est.config_.encoder.stride == 16 and est.training_.lr == 3e-4  # profile defaults
+    quick = TrainingConfig.quick()
+    assert est.config_.encoder.stride == 16 and est.training_.lr == quick.lr  # profile defaults
     assert not est.augment_.roll and est.augment_.different_clip
     assert len(est.history_) == 2 and est.regions_ == ["us"]
 
