@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -172,21 +171,6 @@ def prepare_features(config: BenchmarkConfig, pipeline: Pipeline, *, workers: in
     )
 
 
-def git_commit() -> str | None:
-    """The checkout's commit, or None outside a git work tree."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def run_pipeline(config: BenchmarkConfig, *, demo: bool, workers: int | None = None):
     """Run every stage for ``config`` and return the benchmark's :class:`Results`.
 
@@ -204,6 +188,7 @@ def run_pipeline(config: BenchmarkConfig, *, demo: bool, workers: int | None = N
     tuple[Results, list[StageTiming], Path]
         The benchmark results, the stage timings, and the HTML report.
     """
+    from benchmark import tracking
     from benchmark.html_report import write_html_report
     from benchmark.runner import run_suite
 
@@ -226,7 +211,7 @@ def run_pipeline(config: BenchmarkConfig, *, demo: bool, workers: int | None = N
         title=f"Popularity benchmark: {config.dataset}",
         config=config.to_dict(),
         timings=[asdict(t) for t in pipeline.timings],
-        commit=git_commit(),
+        commit=tracking.git_commit(),
         best_classical=results.best_classical,
     )
     pipeline.timings.append(StageTiming("report", time.perf_counter() - start, "ran"))

@@ -85,9 +85,7 @@ def metrics_wide(table: pd.DataFrame, metrics: Sequence[str]) -> dict[str, pd.Da
                     record[m] = _cell(r.value, r.ci_low, r.ci_high)
             r = by_metric.loc[lead]
             if pd.notna(r.reference) and r.reference != model:
-                record[f"{lead} vs {r.reference}"] = _cell(
-                    r["diff"], r.diff_ci_low, r.diff_ci_high
-                )
+                record[f"{lead} vs {r.reference}"] = _cell(r["diff"], r.diff_ci_low, r.diff_ci_high)
             records.append(record)
         out[str(target)] = pd.DataFrame.from_records(records).fillna("")
     return out

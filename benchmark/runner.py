@@ -490,6 +490,9 @@ class _ModelRun:
         # fold index -> encoder weights of ``spec.warm_start_from`` fitted on that fold
         self.warm_start: dict[int, Any] = {}
         self.last_estimator: Any = None
+        # per-epoch checkpoints of models that take ``checkpoint_dir``: an interrupted run
+        # resumes, and a finished fit of the same code, data, config and fold is not redone
+        self.checkpoint_root: Path | None = None
 
     def build(self, params: dict[str, Any], seed: int, **extra: Any) -> Any:
         runtime = {
@@ -577,9 +580,13 @@ class _ModelRun:
         params = self.default_params()
         if self.tuned:
             params, trials = self.tune(fold.train, seed, study_name)
-        extra = {}
+        extra: dict[str, Any] = {}
         if fold.index in self.warm_start:
             extra["encoder_state_dict"] = self.warm_start[fold.index]
+        if self.checkpoint_root is not None and _accepts(
+            self.spec.factory_callable(), "checkpoint_dir"
+        ):
+            extra["checkpoint_dir"] = self.checkpoint_root / f"{self.spec.name}-fold{fold.index}"
         est = self.build(params, seed, **extra)
         est.fit(self.X.iloc[fold.train], self.y.iloc[fold.train])
         self.last_estimator = est
@@ -688,6 +695,16 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
         encoders: dict[tuple[str, int], Any] = {}  # (model, fold) -> fine-tuned encoder weights
         for spec in specs:
             runner = _ModelRun(spec, data, config)
+            if data.data_dir is not None:
+                code = tags["git_commit"]
+                if code == "unknown" or code.endswith("-dirty"):
+                    # uncommitted code: checkpoints of this run only, never reused by another
+                    code = f"{code[:12]}-{parent.info.run_id[:8]}"
+                runner.checkpoint_root = (
+                    Path(data.data_dir)
+                    / "checkpoints"
+                    / f"{code[:21]}-{data.fingerprint[:12]}-{config_hash[:12]}"
+                )
             if spec.warm_start_from is not None:
                 runner.warm_start = {
                     fold: state
