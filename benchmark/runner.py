@@ -25,6 +25,7 @@ from benchmark.metrics import METRICS, curve_columns, evaluate
 from benchmark.models import ModelSpec, get_model
 from benchmark.splits import Fold, inner_splits, make_splits, split_table
 from features.errors import DataError
+from features.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +151,6 @@ class BenchmarkData:
         return pd.Series(truth["appeal"].to_numpy(dtype=float), index=index)
 
 
-def _read_table(path: Path, columns: set[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: not found (build the dataset first, e.g. `benchmark targets`)")
-    table = pd.read_parquet(path)
-    missing = sorted(columns - set(table.columns))
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    return table
-
-
 def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
     """Assemble the training frame of a data dir through the Feast FeatureService ``classical_v1``.
 
@@ -181,11 +172,12 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
     from features.store import training_frame
 
     data_dir = Path(config.data_dir)
-    pop = _read_table(
+    pop = read_table(
         data_dir / "popularity.parquet",
         {"track_id", "region", "period", "event_timestamp", "debut_date", "sum", "debut"},
+        hint="run `benchmark targets` first",
     )
-    catalog = _read_table(data_dir / "catalog.parquet", {"track_id", "song_id"})
+    catalog = read_table(data_dir / "catalog.parquet", {"track_id", "song_id"})
     if not (data_dir / "features" / "essentia_lowlevel.parquet").is_file():
         raise DataError(
             f"{data_dir / 'features' / 'essentia_lowlevel.parquet'}: not found; "
@@ -270,7 +262,7 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
     frame = frame[has_audio].reset_index(drop=True)
 
     truth_path = data_dir / "ground_truth.parquet"
-    truth = _read_table(truth_path, {"region", "appeal"}) if truth_path.is_file() else None
+    truth = read_table(truth_path, {"region", "appeal"}) if truth_path.is_file() else None
     return BenchmarkData(
         frame=frame,
         feature_columns=feature_columns,

@@ -59,6 +59,7 @@ from features.lowlevel import (
     extract_lowlevel,
 )
 from features.mel import MelConfig, log_mel
+from features.tables import read_table
 
 #: Bump when the code that turns audio into features changes (invalidates the cache).
 EXTRACT_VERSION = 1
@@ -348,22 +349,11 @@ def _file_sha256(path: str) -> str:
 # --- inputs -----------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    try:
-        table = pd.read_parquet(path)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read as Parquet ({exc})") from exc
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    return table
-
-
 def _clips_table(data_dir: Path) -> pd.DataFrame:
     """(track_id, clip_id, audio_path) for every clip, from clips.parquet or the catalog."""
     clips_path = data_dir / "clips.parquet"
     if clips_path.exists():
-        clips = _read_parquet(clips_path, ["track_id", "clip_id", "audio_path"])
+        clips = read_table(clips_path, ["track_id", "clip_id", "audio_path"])
     else:
         catalog_path = data_dir / "catalog.parquet"
         if not catalog_path.exists():
@@ -371,7 +361,7 @@ def _clips_table(data_dir: Path) -> pd.DataFrame:
                 f"{data_dir}: neither clips.parquet nor catalog.parquet found; run "
                 "`benchmark ingest audio` first"
             )
-        catalog = _read_parquet(catalog_path, ["track_id", "audio_path"])
+        catalog = read_table(catalog_path, ["track_id", "audio_path"])
         clips = catalog.loc[catalog["audio_path"].notna(), ["track_id", "audio_path"]].copy()
         clips["clip_id"] = 0
     clips = clips.loc[clips["audio_path"].notna(), ["track_id", "clip_id", "audio_path"]]
