@@ -277,6 +277,7 @@ def plot_curves_by_region(
     regions: pd.Series,
     predictions: Mapping[str, pd.DataFrame],
     per_region: int = 3,
+    labels: pd.Series | None = None,
 ) -> Figure:
     """Predicted against true curves for a few test tracks of each region.
 
@@ -293,6 +294,8 @@ def plot_curves_by_region(
         Model name to predicted curves.
     per_region : int
         Tracks per region.
+    labels : pd.Series, optional
+        Panel title of each row (e.g. the track id); default the row index.
 
     Returns
     -------
@@ -316,7 +319,8 @@ def plot_curves_by_region(
             ax.plot(steps, rows.loc[index].to_numpy(dtype=float), "k.-", label="true")
             for model, pred in predictions.items():
                 ax.plot(steps, pred.loc[index, columns].to_numpy(dtype=float), label=model)
-            ax.set_title(f"{region}: row {index}", fontsize=8)
+            label = labels.loc[index] if labels is not None else f"row {index}"
+            ax.set_title(f"{region}: {label}", fontsize=8)
             ax.tick_params(labelsize=7)
             if r == 0 and c == 0:
                 ax.legend(fontsize=7)
@@ -391,7 +395,9 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
         )
         plots.append(
             _save(
-                plot_curves_by_region(truth[curve_columns], truth["region"], curve_preds),
+                plot_curves_by_region(
+                    truth[curve_columns], truth["region"], curve_preds, labels=truth["track_id"]
+                ),
                 out / "curves_by_region.png",
             )
         )
