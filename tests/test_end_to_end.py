@@ -26,6 +26,7 @@ bootstrap = 200
 
 [model_params.lightgbm]
 max_estimators = 60
+min_child_samples = 3     # a tiny demo: the default 20 rows per leaf would allow no split
 
 [model_params.mp2.training]
 epochs = 3
