@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from benchmark.metrics import curve_columns
 from features.errors import DataError
 from models.augment import AugmentConfig, augment_batch
 from models.blocks import cosine_with_warmup
@@ -823,11 +824,7 @@ class MP3Estimator(SpectrogramEstimator):
         return config
 
     def _target_columns(self, y: pd.DataFrame) -> list[str]:
-        columns = sorted(
-            (c for c in y.columns if c.startswith("curve_") and c[6:].isdigit()),
-            key=lambda c: int(c[6:]),
-        )
-        columns.sort(key=lambda c: int(c[6:]))
+        columns = curve_columns(y.columns)
         if not columns:
             raise DataError("MP3Estimator.fit: y has no curve_00..curve_{H-1} columns")
         expected = [f"curve_{i:02d}" for i in range(len(columns))]
