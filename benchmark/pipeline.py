@@ -95,9 +95,9 @@ class Pipeline:
         self.timings.append(StageTiming(name, seconds, "ran"))
         print(f"[{name}] done in {seconds:.1f} s", flush=True)
         if key is not None:
-            # recompute: the action may have written some of its own inputs' siblings
+            # the key of the inputs the action saw: an input changed meanwhile reruns next time
             state = self._state()
-            state[name] = _fingerprint(inputs, params)
+            state[name] = key
             self._save_state(state)
         return result
 
