@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from features.errors import DataError
+from ..features.errors import DataError
 
 DEFAULT_DATA_DIR = Path("data/demo")
 
@@ -30,7 +30,7 @@ def _data_dir_arg(parser: argparse.ArgumentParser, default: Path | None = DEFAUL
 
 
 def _cmd_ingest_charts(args: argparse.Namespace) -> int:
-    from features.charts import ingest_charts
+    from ..features.charts import ingest_charts
 
     report = ingest_charts(args.paths, args.data_dir)
     print(report.summary())
@@ -38,7 +38,7 @@ def _cmd_ingest_charts(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest_audio(args: argparse.Namespace) -> int:
-    from features.catalog import ingest_audio
+    from ..features.catalog import ingest_audio
 
     report = ingest_audio(args.folder, args.data_dir, mapping=args.mapping)
     print(report.summary())
@@ -46,7 +46,7 @@ def _cmd_ingest_audio(args: argparse.Namespace) -> int:
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
-    from features.targets import build_targets
+    from ..features.targets import build_targets
 
     table = build_targets(args.data_dir, horizon=args.horizon, null_policy=args.null_policy)
     print(
@@ -57,7 +57,7 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from features.demo import make_demo
+    from ..features.demo import make_demo
 
     out = make_demo(
         args.out, songs=args.songs, regions=args.regions, seed=args.seed, null=args.null
@@ -67,7 +67,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_features_extract(args: argparse.Namespace) -> int:
-    from features.extract import extract_features
+    from ..features.extract import extract_features
 
     report = extract_features(args.data_dir, workers=args.workers)
     print(report.summary())
@@ -75,7 +75,7 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_store(args: argparse.Namespace) -> int:
-    from features import store
+    from ..features import store
 
     if args.action == "apply":
         store.apply(args.data_dir, period=args.period)
@@ -89,13 +89,13 @@ def _cmd_store(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.pipeline import run_from_cli
+    from .pipeline import run_from_cli
 
     return run_from_cli(args)
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from benchmark.tracking import launch_ui
+    from .tracking import launch_ui
 
     return launch_ui(args.tracking_uri, port=args.port)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from features.errors import DataError
+from ..features.errors import DataError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PROFILES = ("quick", "full")
@@ -183,7 +183,7 @@ class BenchmarkConfig:
         list[str]
             Model names in run order.
         """
-        from benchmark.suites import resolve_suite
+        from .suites import resolve_suite
 
         return resolve_suite(self.suite)
 

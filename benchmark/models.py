@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from features.errors import DataError
+from ..features.errors import DataError
 
 FAMILIES = ("baseline", "classical", "deep", "reference")
 """``baseline`` and ``classical`` compete for "best classical model"; ``reference`` (the oracle)
@@ -197,21 +197,21 @@ def get_model(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-register_model("global_mean", "models.baselines:GlobalMean", "baseline", curve=True)
-register_model("region_mean", "models.baselines:RegionMean", "baseline", curve=True)
+register_model("global_mean", "musicpop.models.baselines:GlobalMean", "baseline", curve=True)
+register_model("region_mean", "musicpop.models.baselines:RegionMean", "baseline", curve=True)
 register_model(
     "lightgbm",
-    "models.gbm:LightGBMRegressor",
+    "musicpop.models.gbm:LightGBMRegressor",
     "classical",
     feature_service="classical_v1",
     runtime=("seed", "num_threads"),
-    search_space="models.gbm:lightgbm_search_space",
+    search_space="musicpop.models.gbm:lightgbm_search_space",
     final_model=True,
 )
-register_model("oracle", "models.baselines:Oracle", "reference", resources=("appeal",))
+register_model("oracle", "musicpop.models.baselines:Oracle", "reference", resources=("appeal",))
 register_model(
     "mp2",
-    "benchmark.training:MP2Estimator",
+    "musicpop.benchmark.training:MP2Estimator",
     "deep",
     feature_service="mp2_v1",
     resources=("spectrograms",),
@@ -219,7 +219,7 @@ register_model(
 )
 register_model(
     "mp3",
-    "benchmark.training:MP3Estimator",
+    "musicpop.benchmark.training:MP3Estimator",
     "deep",
     feature_service="mp3_v1",
     resources=("spectrograms",),

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmark.config import BenchmarkConfig, load_config
-from features.errors import DataError
+from ..features.errors import DataError
+from .config import BenchmarkConfig, load_config
 
 DEMO_DIR = Path("data/demo")
 STATE_FILE = "pipeline_state.json"
@@ -104,9 +104,9 @@ class Pipeline:
 
 def prepare_demo(data_dir: Path, pipeline: Pipeline, *, seed: int = 0) -> None:
     """Generate (when absent) and ingest the built-in demo dataset into ``data_dir``."""
-    from features.catalog import ingest_audio
-    from features.charts import ingest_charts
-    from features.demo import make_demo
+    from ..features.catalog import ingest_audio
+    from ..features.charts import ingest_charts
+    from ..features.demo import make_demo
 
     raw = data_dir / "raw"
     if (raw / "demo.json").exists():
@@ -131,9 +131,9 @@ def prepare_demo(data_dir: Path, pipeline: Pipeline, *, seed: int = 0) -> None:
 
 def prepare_features(config: BenchmarkConfig, pipeline: Pipeline, *, workers: int | None) -> None:
     """Targets, audio features and the Feast store for ``config.data_dir``."""
-    from features import store
-    from features.extract import extract_features
-    from features.targets import build_targets
+    from ..features import store
+    from ..features.extract import extract_features
+    from ..features.targets import build_targets
 
     data_dir = config.data_dir
     for required in ("streams.parquet", "catalog.parquet"):
@@ -188,9 +188,9 @@ def run_pipeline(config: BenchmarkConfig, *, demo: bool, workers: int | None = N
     tuple[Results, list[StageTiming], Path]
         The benchmark results, the stage timings, and the HTML report.
     """
-    from benchmark import tracking
-    from benchmark.html_report import write_html_report
-    from benchmark.runner import run_suite
+    from . import tracking
+    from .html_report import write_html_report
+    from .runner import run_suite
 
     pipeline = Pipeline(config.data_dir)
     if demo:

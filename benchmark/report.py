@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from benchmark.metrics import CURVE_TARGET, METRICS
+from .metrics import CURVE_TARGET, METRICS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from benchmark.runner import BenchmarkData, Results
+    from .runner import BenchmarkData, Results
 
 SUMMARY_COLUMNS = [
     "model",

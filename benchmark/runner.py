@@ -20,12 +20,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from benchmark.config import BenchmarkConfig
-from benchmark.metrics import METRICS, curve_columns, evaluate
-from benchmark.models import ModelSpec, get_model
-from benchmark.splits import Fold, inner_splits, make_splits, split_table
-from features.errors import DataError
-from features.tables import read_table
+from ..features.errors import DataError
+from ..features.tables import read_table
+from .config import BenchmarkConfig
+from .metrics import METRICS, curve_columns, evaluate
+from .models import ModelSpec, get_model
+from .splits import Fold, inner_splits, make_splits, split_table
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class BenchmarkData:
             if lacks:
                 raise DataError(f"{where}: ground truth lacks column(s) {', '.join(sorted(lacks))}")
         if not self.fingerprint:
-            from benchmark.tracking import frame_fingerprint
+            from .tracking import frame_fingerprint
 
             self.fingerprint = frame_fingerprint(self.frame)
 
@@ -168,8 +168,8 @@ def load_training_data(config: BenchmarkConfig) -> BenchmarkData:
     BenchmarkData
         The frame, sorted by (region, track_id).
     """
-    from benchmark.tracking import dataset_fingerprint
-    from features.store import training_frame
+    from ..features.store import training_frame
+    from .tracking import dataset_fingerprint
 
     data_dir = Path(config.data_dir)
     pop = read_table(
@@ -428,7 +428,7 @@ class Results:
         str
             The table.
         """
-        from benchmark.report import metrics_wide
+        from .report import metrics_wide
 
         blocks = []
         for target, wide in metrics_wide(self.metrics, metrics).items():
@@ -471,7 +471,7 @@ class _ModelRun:
         if "appeal" in spec.resources:
             self.resources["appeal"] = data.appeal()
         if "spectrograms" in spec.resources:
-            from features.store import load_mels
+            from ..features.store import load_mels
 
             if data.data_dir is None:
                 raise DataError(f"model {spec.name!r} needs spectrograms from a data dir")
@@ -646,7 +646,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
     """
     import mlflow
 
-    from benchmark import report, tracking
+    from . import report, tracking
 
     started = time.perf_counter()
     if data is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError
+from ..features.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ comma-separated list of model names from :data:`benchmark.models.MODELS`.
 
 from __future__ import annotations
 
-from features.errors import DataError
+from ..features.errors import DataError
 
 SUITES: dict[str, list[str]] = {}
 
@@ -53,7 +53,7 @@ def resolve_suite(suite: str) -> list[str]:
     DataError
         An unknown suite or model name.
     """
-    from benchmark.models import MODELS
+    from .models import MODELS
 
     names: list[str] = []
     for part in (p.strip() for p in suite.split(",")):

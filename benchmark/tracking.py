@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError
+from ..features.errors import DataError
 
 ERROR_TAG = "error"
 FINGERPRINT_FILES = ("streams.parquet", "catalog.parquet", "popularity.parquet", "clips.parquet")

@@ -32,12 +32,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from benchmark.metrics import curve_columns
-from features.errors import DataError
-from models.augment import AugmentConfig, augment_batch
-from models.blocks import cosine_with_warmup
-from models.mp2 import MP2, MP2Config
-from models.mp3 import MP3, MP3Config
+from ..features.errors import DataError
+from ..models.augment import AugmentConfig, augment_batch
+from ..models.blocks import cosine_with_warmup
+from ..models.mp2 import MP2, MP2Config
+from ..models.mp3 import MP3, MP3Config
+from .metrics import curve_columns
 
 PROFILES = ("quick", "full")
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -852,7 +852,7 @@ class MP3Estimator(SpectrogramEstimator):
         curve = preds[..., 0] * self.target_std_ + self.target_mean_  # (N, H) log1p
         frame = pd.DataFrame(curve, index=X.index, columns=self.target_columns_)
         try:
-            from features.targets import curve_statistics
+            from ..features.targets import curve_statistics
         except ImportError:
             warnings.warn(
                 "features.targets.curve_statistics is unavailable: MP3 predicts curves only",

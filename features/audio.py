@@ -3,7 +3,7 @@
 Decoding goes through libsndfile (``soundfile``; it decodes MP3 via mpg123, OGG/Vorbis, FLAC and
 WAV) and resampling through libsoxr (``soxr``, "HQ" quality). On the project's 2-core machine this
 is as fast as Essentia's ``MonoLoader`` at 44.1 kHz and several times faster when resampling to
-16 kHz (``python -m benchmark.perf extraction`` prints the comparison).
+16 kHz (``python -m musicpop.benchmark.perf extraction`` prints the comparison).
 
 Every failure is an :class:`AudioError` naming the file: undecodable, empty, silent, or too short.
 """

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError
-from features.identifiers import parse_track_ids
+from .errors import DataError
+from .identifiers import parse_track_ids
 
 CATALOG_COLUMNS = ["track_id", "song_id", "title", "artist", "audio_path", "release_date"]
 CLIPS_COLUMNS = ["track_id", "clip_id", "audio_path"]
@@ -178,7 +178,7 @@ def _stored_mapping(data_dir: Path) -> pd.DataFrame:
 
 def _update_mapping(data_dir: Path, mapping: pd.DataFrame) -> pd.DataFrame:
     """Merge a new mapping into ``catalog_mapping.parquet`` (new values win, per field)."""
-    from features.charts import write_parquet_atomic
+    from .charts import write_parquet_atomic
 
     stored = _stored_mapping(data_dir)
     new = mapping.reindex(columns=_MAPPING_FIELDS).drop_duplicates("track_id", keep="last")
@@ -227,7 +227,7 @@ def build_catalog(
     pandas.DataFrame
         The catalog (:data:`CATALOG_COLUMNS`), sorted by ``track_id``.
     """
-    from features.charts import read_streams, write_parquet_atomic
+    from .charts import read_streams, write_parquet_atomic
 
     data_dir = Path(data_dir)
     stored = _update_mapping(data_dir, read_mapping(mapping)) if mapping is not None else None
@@ -339,7 +339,7 @@ def ingest_audio(
     DataError
         If ``folder`` is missing or the mapping is invalid.
     """
-    from features.charts import read_streams, write_parquet_atomic
+    from .charts import read_streams, write_parquet_atomic
 
     folder = Path(folder).resolve()
     data_dir = Path(data_dir)

@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from features.errors import DataError
-from features.identifiers import is_region, normalise_region, parse_track_ids
+from .errors import DataError
+from .identifiers import is_region, normalise_region, parse_track_ids
 
 STREAMS_COLUMNS = [
     "region",
@@ -911,7 +911,7 @@ def ingest_charts(
     DataError
         If a path does not exist or the stored streams table is unreadable.
     """
-    from features.catalog import build_catalog
+    from .catalog import build_catalog
 
     started = time.perf_counter()
     data_dir = Path(data_dir)

@@ -78,9 +78,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from features.catalog import song_id as song_id_of
-from features.errors import DataError
-from features.synth import SongAttributes, encode_mp3, render_clip
+from .catalog import song_id as song_id_of
+from .errors import DataError
+from .synth import SongAttributes, encode_mp3, render_clip
 
 DEMO_FORMAT = 1  # bump when the generator changes, so a stale demo is regenerated
 DEFAULT_SONGS = 150

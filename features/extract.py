@@ -49,17 +49,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from features.audio import AudioError, load_audio_rates
-from features.errors import DataError
-from features.lowlevel import (
+from .audio import AudioError, load_audio_rates
+from .errors import DataError
+from .lowlevel import (
     EXTRACTOR_PARAMETERS,
     LOWLEVEL_COLUMNS,
     LOWLEVEL_SAMPLE_RATE,
     essentia_version,
     extract_lowlevel,
 )
-from features.mel import MelConfig, log_mel
-from features.tables import read_table
+from .mel import MelConfig, log_mel
+from .tables import read_table
 
 #: Bump when the code that turns audio into features changes (invalidates the cache).
 EXTRACT_VERSION = 1
@@ -124,7 +124,7 @@ def extractor_fingerprint(mel_config: MelConfig | None = None) -> dict[str, Any]
     """
     import soxr
 
-    from features.audio import RESAMPLE_QUALITY, SILENCE_PEAK
+    from .audio import RESAMPLE_QUALITY, SILENCE_PEAK
 
     return {
         "extract_version": EXTRACT_VERSION,

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.errors import DataError
+from .errors import DataError
 
 TRACK_ID_RE = re.compile(r"^[0-9A-Za-z]{22}$")
 """A bare, valid Spotify track id (full match)."""

@@ -71,7 +71,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from features.errors import DataError
+from .errors import DataError
 
 if TYPE_CHECKING:
     import feast

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.errors import DataError
+from .errors import DataError
 
 
 def read_table(path: Path, columns: Iterable[str], hint: str = "") -> pd.DataFrame:

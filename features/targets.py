@@ -19,8 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.charts import read_streams
-from features.errors import DataError
+from .charts import read_streams
+from .errors import DataError
 
 NULL_POLICIES = ("missing", "zero", "floor")
 PERIOD_DAYS = {"daily": 1, "weekly": 7}

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from models.blocks import (
+from .blocks import (
     EncoderConfig,
     SpectrogramEncoder,
     init_weights,

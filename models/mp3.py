@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import DecoderBlock, EncoderConfig, SpectrogramEncoder, init_weights, masked_mse
+from .blocks import DecoderBlock, EncoderConfig, SpectrogramEncoder, init_weights, masked_mse
 
 
 class CurveDecoder(nn.Module):

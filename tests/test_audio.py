@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from features.audio import (
+from musicpop.features.audio import (
     AudioError,
     EmptyAudio,
     SilentAudio,

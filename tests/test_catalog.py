@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.catalog import (
+from musicpop.features.catalog import (
     CATALOG_COLUMNS,
     build_catalog,
     ingest_audio,
@@ -15,8 +15,8 @@ from features.catalog import (
     song_id,
     song_key,
 )
-from features.charts import ingest_charts
-from features.errors import DataError
+from musicpop.features.charts import ingest_charts
+from musicpop.features.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "charts"
 SUNFLOWER = "3KkXRkHbMCARz0aVfEt68P"

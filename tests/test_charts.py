@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.charts import (
+from musicpop.features.charts import (
     CHART_FORMATS,
     STREAMS_COLUMNS,
     ChartFileError,
@@ -17,8 +17,8 @@ from features.charts import (
     ingest_charts,
     read_chart_file,
 )
-from features.errors import DataError
-from features.identifiers import normalise_region, parse_track_id
+from musicpop.features.errors import DataError
+from musicpop.features.identifiers import normalise_region, parse_track_id
 
 FIXTURES = Path(__file__).parent / "fixtures" / "charts"
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from features.demo import REGIONS, make_demo
-from features.errors import DataError
-from features.identifiers import TRACK_ID_RE
-from features.synth import SAMPLE_RATE, VARIANTS, SongAttributes, encode_mp3, render_clip
+from musicpop.features.demo import REGIONS, make_demo
+from musicpop.features.errors import DataError
+from musicpop.features.identifiers import TRACK_ID_RE
+from musicpop.features.synth import SAMPLE_RATE, VARIANTS, SongAttributes, encode_mp3, render_clip
 
 TINY = {"songs": 8, "regions": 2, "weeks": 12, "top_n": 5, "seed": 3, "workers": 1}
 
@@ -253,7 +253,7 @@ def test_bad_parameters_raise_data_error(tmp_path: Path) -> None:
 
 
 def test_charts_ingest_without_skipped_files(tiny_demo: Path, tmp_path: Path) -> None:
-    from features.charts import ingest_charts
+    from musicpop.features.charts import ingest_charts
 
     report = ingest_charts([tiny_demo / "raw" / "charts"], tmp_path)
     assert report.skipped == []
@@ -266,8 +266,8 @@ def test_charts_ingest_without_skipped_files(tiny_demo: Path, tmp_path: Path) ->
 
 
 def test_audio_and_catalog_ingest_with_the_mapping(tiny_demo: Path, truth: pd.DataFrame) -> None:
-    from features.catalog import ingest_audio
-    from features.charts import ingest_charts
+    from musicpop.features.catalog import ingest_audio
+    from musicpop.features.charts import ingest_charts
 
     data = tiny_demo.parent / "ingested"
     ingest_charts([tiny_demo / "raw" / "charts"], data)
@@ -281,7 +281,7 @@ def test_audio_and_catalog_ingest_with_the_mapping(tiny_demo: Path, truth: pd.Da
     assert set(catalog.index) == set(expected.index)
     assert (catalog["song_id"] == expected["song_id"].reindex(catalog.index)).all()
     # the catalog's own title rule groups versions exactly as the demo's song ids do
-    from features.catalog import song_id
+    from musicpop.features.catalog import song_id
 
     derived = [song_id(a, t) for a, t in zip(expected["artist"], expected["title"], strict=True)]
     assert derived == expected["song_id"].tolist()

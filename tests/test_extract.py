@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from benchmark.cli import main as cli_main
-from features.audio import load_audio
-from features.extract import (
+from musicpop.benchmark.cli import main as cli_main
+from musicpop.features.audio import load_audio
+from musicpop.features.extract import (
     FALLBACK_TIMESTAMP,
     _load_result,
     cache_key,
@@ -26,8 +26,8 @@ from features.extract import (
     extract_features,
     extractor_fingerprint,
 )
-from features.lowlevel import LOWLEVEL_COLUMNS
-from features.mel import MelConfig, log_mel, n_frames_for
+from musicpop.features.lowlevel import LOWLEVEL_COLUMNS
+from musicpop.features.mel import MelConfig, log_mel, n_frames_for
 
 RATE = 22_050
 REPO = Path(__file__).resolve().parents[1]
@@ -234,7 +234,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path: Path)
     _write_tables(tmp_path, clips, release={})
     cache = tmp_path / "cache" / "extract"
     code = (
-        "import sys; from features.extract import extract_features; "
+        "import sys; from musicpop.features.extract import extract_features; "
         "extract_features(sys.argv[1], workers=2, progress=False)"
     )
     proc = subprocess.Popen(
@@ -271,8 +271,8 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path: Path)
 def test_scheduler_comes_from_configuration(
     tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from features.errors import DataError
-    from features.extract import SCHEDULER_ENV
+    from musicpop.features.errors import DataError
+    from musicpop.features.extract import SCHEDULER_ENV
 
     monkeypatch.setenv(SCHEDULER_ENV, "yarn://cluster:1")
     with pytest.raises(DataError, match="yarn://cluster:1"):

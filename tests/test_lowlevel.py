@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from features.lowlevel import LOWLEVEL_COLUMNS, _key_encoding, extract_lowlevel
+from musicpop.features.lowlevel import LOWLEVEL_COLUMNS, _key_encoding, extract_lowlevel
 
 RATE = 44_100
 
@@ -79,7 +79,7 @@ def test_key_encoding_on_the_circle_of_fifths() -> None:
 def test_two_cuts_of_one_recording_are_nearer_each_other_than_to_a_synthetic_clip(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    from features.audio import load_audio
+    from musicpop.features.audio import load_audio
 
     audio = shared_data / "audio"
     synthetic = tmp_path / "synthetic.wav"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.mel import MelConfig, log_mel, mel_filterbank, n_frames_for
+from musicpop.features.mel import MelConfig, log_mel, mel_filterbank, n_frames_for
 
 librosa = pytest.importorskip("librosa")
 
@@ -110,7 +110,7 @@ def test_float16_storage_error_is_small() -> None:
 
 @pytest.mark.integration
 def test_real_audio_matches_librosa(shared_data: Path) -> None:
-    from features.audio import load_audio
+    from musicpop.features.audio import load_audio
 
     config = MelConfig()
     signal = load_audio(shared_data / "audio" / "vibe_ace_preview_2.mp3", 16_000)[: 10 * 16_000]

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from benchmark.metrics import METRICS, SongBootstrap, evaluate
+from musicpop.benchmark.metrics import METRICS, SongBootstrap, evaluate
 
 RNG = np.random.default_rng(0)
 N = 400
@@ -135,7 +135,7 @@ def test_evaluate_is_fast() -> None:
 
 
 def test_curve_columns_are_in_period_order_past_two_digits() -> None:
-    from benchmark.metrics import curve_columns
+    from musicpop.benchmark.metrics import curve_columns
 
     names = [f"curve_{h:02d}" for h in range(120)]
     shuffled = sorted(names)  # lexicographic: curve_100 before curve_11

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from models.augment import AugmentConfig, augment_batch
-from models.blocks import (
+from musicpop.models.augment import AugmentConfig, augment_batch
+from musicpop.models.blocks import (
     EncoderConfig,
     SpectrogramEncoder,
     cosine_with_warmup,
@@ -17,8 +17,8 @@ from models.blocks import (
     pairwise_ranking_loss,
     patch_grid,
 )
-from models.mp2 import MP2, MP2Config
-from models.mp3 import MP3, MP3Config
+from musicpop.models.mp2 import MP2, MP2Config
+from musicpop.models.mp3 import MP3, MP3Config
 
 
 @pytest.fixture(autouse=True)

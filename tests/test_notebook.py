@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.perf.store import write_synthetic_tables
+from musicpop.benchmark.perf.store import write_synthetic_tables
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "feature_retrieval.ipynb"
 

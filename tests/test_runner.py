@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.config import BenchmarkConfig, load_config
-from benchmark.models import MODELS
-from benchmark.runner import BenchmarkData, Results, run_suite, synthetic_data
-from benchmark.suites import SUITES, resolve_suite
-from features.errors import DataError
+from musicpop.benchmark.config import BenchmarkConfig, load_config
+from musicpop.benchmark.models import MODELS
+from musicpop.benchmark.runner import BenchmarkData, Results, run_suite, synthetic_data
+from musicpop.benchmark.suites import SUITES, resolve_suite
+from musicpop.features.errors import DataError
 
 
 def small_config(tmp: Path, **overrides) -> BenchmarkConfig:
@@ -162,7 +162,7 @@ def test_user_config_overrides_profile(tmp_path: Path) -> None:
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
-    from benchmark.runner import load_training_data
+    from musicpop.benchmark.runner import load_training_data
 
     with pytest.raises(DataError, match=r"popularity.parquet: not found"):
         load_training_data(small_config(tmp_path, data_dir=tmp_path / "nothing"))
@@ -170,9 +170,9 @@ def test_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_training_data_comes_through_the_feast_service(tmp_path: Path) -> None:
     """The real path: popularity entity rows -> Feast ``classical_v1`` -> the training frame."""
-    from benchmark.perf.store import write_synthetic_tables
-    from benchmark.runner import load_training_data
-    from features import store
+    from musicpop.benchmark.perf.store import write_synthetic_tables
+    from musicpop.benchmark.runner import load_training_data
+    from musicpop.features import store
 
     data_dir = tmp_path / "data"
     ids = write_synthetic_tables(data_dir, tracks=16, regions=2, features=4, clips=1, seed=0)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.runner import synthetic_data
-from benchmark.splits import (
+from musicpop.benchmark.runner import synthetic_data
+from musicpop.benchmark.splits import (
     SongGroupKFold,
     group_holdout,
     inner_splits,
@@ -15,7 +15,7 @@ from benchmark.splits import (
     split_table,
     temporal_split,
 )
-from features.errors import DataError
+from musicpop.features.errors import DataError
 
 
 @pytest.fixture(scope="module")

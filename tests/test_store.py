@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.cli import main as cli_main
-from benchmark.perf.store import write_synthetic_tables
-from features import store
-from features.errors import DataError
+from musicpop.benchmark.cli import main as cli_main
+from musicpop.benchmark.perf.store import write_synthetic_tables
+from musicpop.features import store
+from musicpop.features.errors import DataError
 
 FEAST = Path(sys.executable).with_name("feast")
 

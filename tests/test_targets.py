@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.charts import ingest_charts
-from features.errors import DataError
-from features.targets import (
+from musicpop.features.charts import ingest_charts
+from musicpop.features.errors import DataError
+from musicpop.features.targets import (
     POPULARITY_COLUMNS,
     build_targets,
     compute_targets,

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.config import load_config
-from benchmark.models import MODELS, ModelSpec
-from benchmark.runner import Results, run_suite, synthetic_data
-from benchmark.tracking import ERROR_TAG, dataset_fingerprint, metric_key, setup_experiment
+from musicpop.benchmark.config import load_config
+from musicpop.benchmark.models import MODELS, ModelSpec
+from musicpop.benchmark.runner import Results, run_suite, synthetic_data
+from musicpop.benchmark.tracking import ERROR_TAG, dataset_fingerprint, metric_key, setup_experiment
 
 
 class ExplodingModel:
@@ -142,7 +142,7 @@ def test_failed_run_is_marked_failed_with_its_error(
 
 
 def test_file_store_is_refused_and_fingerprint_tracks_content(tmp_path: Path) -> None:
-    from features.errors import DataError
+    from musicpop.features.errors import DataError
 
     with pytest.raises(DataError, match="file store"):
         setup_experiment(f"file://{tmp_path}/mlruns", "x")
@@ -159,7 +159,7 @@ def test_benchmark_ui_lists_the_runs(store: Path, run: Results) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = (
-        "from benchmark.tracking import launch_ui; "
+        "from musicpop.benchmark.tracking import launch_ui; "
         f"launch_ui('sqlite:///{store / 'mlflow.db'}', port={port})"
     )
     ui = subprocess.Popen(

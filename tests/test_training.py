@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.perf.training import main as throughput_main
-from benchmark.training import MP2Estimator, MP3Estimator, TrainingConfig, covering_crops
-from features.errors import DataError
-from models.augment import AugmentConfig
-from models.blocks import EncoderConfig
-from models.mp2 import MP2Config
-from models.mp3 import MP3Config
+from musicpop.benchmark.perf.training import main as throughput_main
+from musicpop.benchmark.training import MP2Estimator, MP3Estimator, TrainingConfig, covering_crops
+from musicpop.features.errors import DataError
+from musicpop.models.augment import AugmentConfig
+from musicpop.models.blocks import EncoderConfig
+from musicpop.models.mp2 import MP2Config
+from musicpop.models.mp3 import MP3Config
 
 N_MELS = 32
 ENC = EncoderConfig(n_mels=N_MELS, n_frames=48, dim=32, n_layers=1, n_heads=2)

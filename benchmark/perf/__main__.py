@@ -1,4 +1,4 @@
-"""Dispatch ``python -m benchmark.perf WHAT``."""
+"""Dispatch ``python -m musicpop.benchmark.perf WHAT``."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ import sys
 # name -> (module, help); each module has ``main(argv) -> int``
 SCRIPTS = {
     "extraction": (
-        "benchmark.perf.extraction",
+        "musicpop.benchmark.perf.extraction",
         "decoding, Essentia low-level, log-mel: clips/s, real-time factor",
     ),
-    "store": ("benchmark.perf.store", "Feast online latency p50/p99, offline retrieval time"),
-    "train": ("benchmark.perf.training", "MP2/MP3 training throughput (samples/s)"),
+    "store": (
+        "musicpop.benchmark.perf.store",
+        "Feast online latency p50/p99, offline retrieval time",
+    ),
+    "train": ("musicpop.benchmark.perf.training", "MP2/MP3 training throughput (samples/s)"),
 }
 GROUPS = {"features": ["extraction", "store"]}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m musicpop.benchmark.perf", description=__doc__)
     parser.add_argument(
         "what",
         choices=[*SCRIPTS, *GROUPS],

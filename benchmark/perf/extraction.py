@@ -1,6 +1,6 @@
 """Feature-extraction speed: decoding, Essentia low-level and log-mel, for 1 and 2 worker processes.
 
-``python -m benchmark.perf extraction [--audio DIR] [--clips N] [--workers 1 2]``
+``python -m musicpop.benchmark.perf extraction [--audio DIR] [--clips N] [--workers 1 2]``
 
 Runs on N generated 30 s stereo 44.1 kHz MP3 clips (a chord pad, a bass line and a drum pattern),
 or on the audio files in ``--audio DIR``. For every stage and worker count it prints clips/s and
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from features.audio import load_audio, load_audio_rates
-from features.lowlevel import LOWLEVEL_SAMPLE_RATE, extract_lowlevel
-from features.mel import MelConfig, log_mel
+from ...features.audio import load_audio, load_audio_rates
+from ...features.lowlevel import LOWLEVEL_SAMPLE_RATE, extract_lowlevel
+from ...features.mel import MelConfig, log_mel
 
 AUDIO_SUFFIXES = {".mp3", ".ogg", ".wav", ".flac"}
 MEL_RATE = MelConfig().sample_rate
@@ -108,7 +108,7 @@ def _timed(stage: str, path: str, repeat: int) -> tuple[int, float]:
 
 
 def _end_to_end(path: str) -> int:
-    from features.extract import MIN_CLIP_SECONDS, extract_clip
+    from ...features.extract import MIN_CLIP_SECONDS, extract_clip
 
     result = extract_clip(path, MelConfig(), MIN_CLIP_SECONDS)
     if "error_type" in result:
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         Exit status (0).
     """
     parser = argparse.ArgumentParser(
-        prog="python -m benchmark.perf extraction", description=__doc__
+        prog="python -m musicpop.benchmark.perf extraction", description=__doc__
     )
     parser.add_argument(
         "--audio", type=Path, default=None, help="folder of clips (default: generate)"

@@ -3,7 +3,7 @@
 Builds a synthetic data dir (default 2,000 tracks x 5 regions, 64 low-level features) in a
 temporary folder, applies and materializes the store, then times ``get_online_features`` on the
 ``essentia_lowlevel`` view with one reused ``FeatureStore`` and ``get_historical_features`` of
-``classical_v1`` for 10,000 entity rows. Run: ``python -m benchmark.perf store``.
+``classical_v1`` for 10,000 entity rows. Run: ``python -m musicpop.benchmark.perf store``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from features.targets import POPULARITY_COLUMNS, RANK_METRICS
+from ...features.targets import POPULARITY_COLUMNS, RANK_METRICS
 
 REGIONS = ("us", "gb", "de", "jp", "br", "mx", "se", "tw", "fr", "au", "ar", "global")
 _BASE62 = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
@@ -142,9 +142,11 @@ def _percentiles(seconds: list[float]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Build the synthetic store, time online and offline retrieval, print the figures."""
-    from features import store
+    from ...features import store
 
-    parser = argparse.ArgumentParser(prog="python -m benchmark.perf store", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m musicpop.benchmark.perf store", description=__doc__
+    )
     parser.add_argument("--tracks", type=int, default=2000)
     parser.add_argument("--regions", type=int, default=5)
     parser.add_argument("--features", type=int, default=64, help="low-level feature columns")

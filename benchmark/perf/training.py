@@ -1,6 +1,6 @@
 """Training throughput of MP2 and MP3: samples/s for one forward + backward + AdamW step.
 
-``python -m benchmark.perf train [--sizes quick,full] [--devices cpu,cuda] [--threads N]``
+``python -m musicpop.benchmark.perf train [--sizes quick,full] [--devices cpu,cuda] [--threads N]``
 times synthetic log-mel batches (128 mel bins, the profile's crop length) at the ``quick`` and
 ``full`` model sizes, on CPU and, when one is present, on CUDA (bfloat16 autocast there, as in
 training). On CPU the full size runs a few steps at batch 2, which is enough for a rate.
@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models.mp2 import MP2, MP2Config
-from models.mp3 import MP3, MP3Config
+from ...models.mp2 import MP2, MP2Config
+from ...models.mp3 import MP3, MP3Config
 
 N_REGIONS = 12
 HORIZON = 26
@@ -111,7 +111,9 @@ def time_case(case: Case, device: torch.device, batch: int, steps: int) -> dict[
 
 def main(argv: list[str]) -> int:
     """Print the training-throughput table; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.perf train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m musicpop.benchmark.perf train", description=__doc__
+    )
     parser.add_argument("--sizes", default="quick,full", help="comma-separated: quick, full")
     parser.add_argument(
         "--devices",

@@ -1,0 +1,1 @@
+"""The Feast repository of the project: ``feature_store.yaml`` and ``definitions.py`` (definitions only)."""
