@@ -1,8 +1,10 @@
 """The ``benchmark`` command: a thin argparse layer over plain functions.
 
 Every sub-command parses its arguments and calls one function from ``features`` or ``benchmark``;
-everything the CLI does can be called from a notebook the same way. Heavy libraries (Feast, MLflow,
-Essentia, torch) are imported inside the handlers so that ``benchmark --help`` stays fast.
+everything the CLI does can be called from a notebook the same way. Commands that write a data
+dir hold its writer lock (a second writer waits, or fails at once with ``--no-wait``). Heavy
+libraries (Feast, MLflow, Essentia, torch) are imported inside the handlers so that
+``benchmark --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..features.errors import DataError
+from ..features.layout import DataLayout
 
 DEFAULT_DATA_DIR = Path("data/demo")
 
@@ -26,13 +29,23 @@ def _data_dir_arg(parser: argparse.ArgumentParser, default: Path | None = DEFAUL
     )
 
 
+def _writer_args(parser: argparse.ArgumentParser) -> None:
+    _data_dir_arg(parser)
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another benchmark command is writing the data dir (default: wait)",
+    )
+
+
 # --- handlers -------------------------------------------------------------------------------
 
 
 def _cmd_ingest_charts(args: argparse.Namespace) -> int:
     from ..features.charts import ingest_charts
 
-    report = ingest_charts(args.paths, args.data_dir)
+    with DataLayout(args.data_dir).writing("ingest charts", no_wait=args.no_wait):
+        report = ingest_charts(args.paths, args.data_dir)
     print(report.summary())
     return 0
 
@@ -40,7 +53,8 @@ def _cmd_ingest_charts(args: argparse.Namespace) -> int:
 def _cmd_ingest_audio(args: argparse.Namespace) -> int:
     from ..features.catalog import ingest_audio
 
-    report = ingest_audio(args.folder, args.data_dir, mapping=args.mapping)
+    with DataLayout(args.data_dir).writing("ingest audio", no_wait=args.no_wait):
+        report = ingest_audio(args.folder, args.data_dir, mapping=args.mapping)
     print(report.summary())
     return 0
 
@@ -48,9 +62,11 @@ def _cmd_ingest_audio(args: argparse.Namespace) -> int:
 def _cmd_targets(args: argparse.Namespace) -> int:
     from ..features.targets import build_targets
 
-    table = build_targets(args.data_dir, horizon=args.horizon, null_policy=args.null_policy)
+    layout = DataLayout(args.data_dir)
+    with layout.writing("targets", no_wait=args.no_wait):
+        table = build_targets(args.data_dir, horizon=args.horizon, null_policy=args.null_policy)
     print(
-        f"wrote {args.data_dir / 'popularity.parquet'}: {len(table):,} (track, region, period) rows, "
+        f"wrote {layout.popularity.path}: {len(table):,} (track, region, period) rows, "
         f"horizon {args.horizon}, null policy {args.null_policy}"
     )
     return 0
@@ -59,29 +75,51 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..features.demo import make_demo
 
-    out = make_demo(
-        args.out, songs=args.songs, regions=args.regions, seed=args.seed, null=args.null
-    )
+    with DataLayout(args.out).writing("demo", no_wait=args.no_wait):
+        out = make_demo(
+            args.out, songs=args.songs, regions=args.regions, seed=args.seed, null=args.null
+        )
     print(f"demo dataset written to {out}")
     return 0
 
 
 def _cmd_features_extract(args: argparse.Namespace) -> int:
-    from ..features.extract import extract_features
+    from ..features.extract import MAX_CLIP_SECONDS, extract_features
 
-    report = extract_features(args.data_dir, workers=args.workers)
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None
+    with DataLayout(args.data_dir).writing("features extract", no_wait=args.no_wait):
+        report = extract_features(
+            args.data_dir,
+            workers=args.workers,
+            sets=sets,
+            max_seconds=args.max_seconds or MAX_CLIP_SECONDS,
+        )
     print(report.summary())
+    return 0
+
+
+def _cmd_features_list(args: argparse.Namespace) -> int:
+    from ..features.feature_sets import feature_sets
+
+    layout = DataLayout(args.data_dir)
+    for fs in feature_sets(layout).values():
+        present = "present" if fs.table(layout).exists() else "not built"
+        print(f"{fs.name:<24} {fs.kind:<8} {fs.source:<6} {fs.service:<28} {present}")
+        print(f"{'':<24} {fs.description}")
     return 0
 
 
 def _cmd_store(args: argparse.Namespace) -> int:
     from ..features import store
 
+    layout = DataLayout(args.data_dir)
     if args.action == "apply":
-        store.apply(args.data_dir, period=args.period)
+        with layout.writing("store apply", no_wait=args.no_wait):
+            store.apply(args.data_dir, period=args.period)
         print(f"feast apply done for {args.data_dir}")
     elif args.action == "materialize":
-        store.materialize(args.data_dir)
+        with layout.writing("store materialize", no_wait=args.no_wait):
+            store.materialize(args.data_dir)
         print(f"materialized the online store for {args.data_dir}")
     else:
         print(store.info(args.data_dir))
@@ -104,12 +142,13 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``benchmark`` argument parser (every sub-command and its options)."""
     parser = argparse.ArgumentParser(
         prog="benchmark",
         description=(
             "Audio-only music popularity prediction. Ingest chart files and audio previews, build "
-            "popularity targets, extract Essentia and log-mel features into a Feast store, then "
-            "benchmark tuned LightGBM against the MP2/MP3 spectrogram transformers (MLflow + results/). "
+            "popularity targets, extract audio feature sets into a Feast store, then benchmark "
+            "tuned LightGBM against the MP2/MP3 spectrogram transformers (MLflow + results/). "
             "Start with: benchmark run --suite all"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -126,14 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_sub = ingest.add_subparsers(dest="what", metavar="WHAT", required=True)
     p = ingest_sub.add_parser(
         "charts",
-        help="ingest chart files (CSV or kworb HTML, format detected from content) into streams.parquet",
+        help="ingest chart files (CSV or kworb HTML, format detected from content) into the streams table",
         description=(
             "Reads files and folders recursively. Each file's format is detected from its content; "
             "unknown or broken files are skipped and reported. Re-ingesting the same files adds nothing."
         ),
     )
     p.add_argument("paths", nargs="+", type=Path, help="chart files or folders")
-    _data_dir_arg(p)
+    _writer_args(p)
     p.set_defaults(handler=_cmd_ingest_charts)
     p = ingest_sub.add_parser(
         "audio",
@@ -146,16 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("folder", type=Path, help="folder of audio files (mp3, ogg, wav, flac)")
     p.add_argument("--mapping", type=Path, default=None, help="CSV: path,track_id[,song_id]")
-    _data_dir_arg(p)
+    _writer_args(p)
     p.set_defaults(handler=_cmd_ingest_audio)
 
     # targets
     p = add(
         "targets",
         _cmd_targets,
-        "build popularity.parquet (curves, sum, debut, peak, Lee & Lee rank metrics) from streams.parquet",
+        "build the popularity table (curves, sum, debut, peak, Lee & Lee rank metrics) from the "
+        "streams table",
     )
-    _data_dir_arg(p)
+    _writer_args(p)
     p.add_argument(
         "--horizon", type=int, default=26, help="periods since debut in each curve (default 26)"
     )
@@ -183,28 +223,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--null",
         action="store_true",
-        help="make popularity independent of the audio (a negative control)",
+        help="make popularity independent of everything audible (a negative control)",
+    )
+    p.add_argument(
+        "--no-wait", action="store_true", help="fail at once if another command writes --out"
     )
 
     # features
-    feats = sub.add_parser("features", help="audio feature extraction")
+    feats = sub.add_parser("features", help="audio feature sets: extract, list")
     feats_sub = feats.add_subparsers(dest="what", metavar="WHAT", required=True)
     p = feats_sub.add_parser(
         "extract",
-        help="extract Essentia low-level features and log-mel spectrograms for every clip",
+        help="extract the audio feature sets of the registry for every clip",
         description=(
-            "Extracts both feature sets for every catalog track with audio in a process pool. Results "
-            "are cached by audio hash and extractor parameters; a re-run or a resumed run extracts "
-            "only what is missing. Failures go to DIR/extract_errors.parquet."
+            "Extracts the audio feature sets (default: every default set of the registry; see "
+            "`benchmark features list`) for every catalog track with audio, in a process pool. "
+            "Results are cached by audio hash and extractor parameters; a re-run or a resumed run "
+            "extracts only what is missing, and a damaged cache entry is recomputed. Failures go "
+            "to the data dir's extraction-errors table."
         ),
     )
-    _data_dir_arg(p)
+    _writer_args(p)
     p.add_argument("--workers", type=int, default=None, help="processes (default: number of cores)")
+    p.add_argument(
+        "--sets", default=None, help="comma-separated feature-set names (default: the default sets)"
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="clips longer than this are cut to their start (default 60); the summary counts them",
+    )
     p.set_defaults(handler=_cmd_features_extract)
+    p = feats_sub.add_parser(
+        "list", help="list the feature sets of the registry and whether the data dir has them"
+    )
+    _data_dir_arg(p)
+    p.set_defaults(handler=_cmd_features_list)
 
     # store
     p = add(
-        "store", _cmd_store, "the Feast feature store: apply definitions, materialize, or show info"
+        "store",
+        _cmd_store,
+        "the Feast feature store: apply definitions (rebuilds a damaged registry), materialize "
+        "(rebuilds a damaged online store), or show info",
     )
     p.add_argument("action", choices=["apply", "materialize", "info"])
     p.add_argument(
@@ -213,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="popularity rows the store serves (apply only; default weekly)",
     )
-    _data_dir_arg(p)
+    _writer_args(p)
 
     # run
     p = add(
@@ -223,10 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--suite",
-        default="all",
+        default=None,
         help=(
             "all, classical (global_mean, region_mean, lightgbm, oracle), deep (mp2, mp3), or a "
-            "comma-separated list of model names (default all)"
+            "comma-separated list of models; a model may name a feature set: lightgbm[musicnn] "
+            "(default: the config's suite, else all)"
         ),
     )
     p.add_argument(
@@ -234,23 +297,29 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help=(
-            "an ingested data dir (streams.parquet, catalog.parquet, clips.parquet); default: the "
-            "built-in demo in data/demo, generated and ingested when absent"
+            "an ingested data dir (streams, catalog and clips tables); default: the built-in "
+            "demo in data/demo, generated and ingested when absent"
         ),
     )
     p.add_argument(
         "--config",
         type=Path,
         default=None,
-        help="TOML file whose settings override the profile (keys of benchmark.config.BenchmarkConfig)",
+        help="TOML file whose settings override the preset (keys of BenchmarkConfig, [models.NAME])",
     )
     p.add_argument(
         "--profile",
         choices=["quick", "full"],
-        default="quick",
-        help="quick: minutes on a laptop CPU; full: the numbers to publish (wants a GPU for MP2/MP3)",
+        default=None,
+        help="preset: quick (minutes on a laptop CPU) or full (the numbers to publish; wants a GPU "
+        "for MP2/MP3); default: the config's, else quick",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, search and models")
+    p.add_argument("--seed", type=int, default=None, help="seed of the split, search and models")
+    p.add_argument(
+        "--features",
+        default=None,
+        help="feature set of every tabular model that does not name one (e.g. spotify_audio_features)",
+    )
     p.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlflow.db)"
     )
@@ -258,9 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--optuna-storage", default=None, help="Optuna RDB storage URL (default in memory)"
     )
     p.add_argument(
-        "--results-dir", type=Path, default=Path("results"), help="reports go to DIR/<dataset>/"
+        "--study-name",
+        default=None,
+        help="prefix of the Optuna study names; workers with the same name and storage share them",
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="reports go to DIR/<dataset>/ (default results)",
     )
     p.add_argument("--workers", type=int, default=None, help="feature-extraction processes")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another benchmark command is writing the data dir",
+    )
 
     # ui
     p = add("ui", _cmd_ui, "start the MLflow UI on 127.0.0.1 over the project's tracking store")
@@ -270,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``benchmark`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -44,21 +43,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .catalog import build_catalog
 from .errors import DataError
 from .identifiers import is_region, normalise_region, parse_track_ids
+from .layout import STREAMS_COLUMNS, STREAMS_KEY, DataLayout
 
-STREAMS_COLUMNS = [
-    "region",
-    "period",
-    "chart_date",
-    "track_id",
-    "rank",
-    "streams",
-    "title",
-    "artist",
-    "source_file",
-]
-STREAMS_KEY = ["region", "period", "chart_date", "track_id"]
 SNIFF_BYTES = 65536
 
 
@@ -195,7 +184,7 @@ def _frame(
             "artist": text(artist),
             "source_file": str(path.resolve()),
         },
-        columns=STREAMS_COLUMNS,
+        columns=list(STREAMS_COLUMNS),
     )
     return frame
 
@@ -728,7 +717,7 @@ class IngestReport:
             lines.append(f"  {count:,} x {reason}: e.g. {', '.join(examples)}")
         lines.append(
             f"rows: {self.rows_read:,} read, {self.rows_added:,} added, "
-            f"{self.rows_present:,} already present; streams.parquet now {self.rows_total:,} rows"
+            f"{self.rows_present:,} already present; the streams table now has {self.rows_total:,} rows"
         )
         if self.invalid_track_ids:
             lines.append(f"dropped {self.invalid_track_ids:,} rows without a valid track id")
@@ -778,42 +767,23 @@ def _chart_files(paths: Sequence[Path | str]) -> list[Path]:
     return sorted(dict.fromkeys(files))
 
 
-def write_parquet_atomic(frame: pd.DataFrame, target: Path) -> None:
-    """Write ``frame`` to ``target`` via a temporary file and ``os.replace`` (no half files)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_streams(data_dir: Path | str) -> pd.DataFrame:
-    """Read ``DIR/streams.parquet`` (an empty frame with the right columns when absent).
+def read_streams(data_dir: Path | str | DataLayout) -> pd.DataFrame:
+    """Read the streams table (an empty frame with the right columns when absent).
 
     Parameters
     ----------
     data_dir
-        The dataset folder.
+        The dataset folder or its layout.
 
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`STREAMS_COLUMNS`.
+        Columns :data:`~features.layout.STREAMS_COLUMNS`.
     """
-    path = Path(data_dir) / "streams.parquet"
-    if not path.exists():
-        return _empty_streams()
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read the streams table ({exc})") from None
-    missing = [c for c in STREAMS_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}")
+    layout = data_dir if isinstance(data_dir, DataLayout) else DataLayout(data_dir)
+    frame = layout.streams.read_or_empty(_empty_streams)
     frame["chart_date"] = frame["chart_date"].astype("datetime64[ns]")
-    return frame[STREAMS_COLUMNS]
+    return frame[list(STREAMS_COLUMNS)]
 
 
 def _empty_streams() -> pd.DataFrame:
@@ -837,13 +807,13 @@ def _merge(
 ) -> pd.DataFrame:
     """Union keeping the first row per key (existing rows first); count duplicates and conflicts."""
     combined = pd.concat([existing, new], ignore_index=True)
-    duplicate = combined.duplicated(STREAMS_KEY, keep="first")
+    duplicate = combined.duplicated(list(STREAMS_KEY), keep="first")
     kept = combined[~duplicate]
     dups = combined[duplicate]
     if len(dups):
         compared = dups.merge(
             kept[[*STREAMS_KEY, "rank", "streams", "source_file"]],
-            on=STREAMS_KEY,
+            on=list(STREAMS_KEY),
             suffixes=("", "_kept"),
             how="left",
         )
@@ -887,8 +857,8 @@ def ingest_charts(
     Each file's format is detected from its content (:data:`CHART_FORMATS`). Unknown or broken
     files are skipped with a reason; rows whose key is already stored are counted as present
     (same rank and streams) or as conflicts (different values: the stored row is kept and the
-    conflict reported). The table is written atomically, ``DIR/ingest_report.json`` records the
-    summary, and the catalog is rebuilt (:func:`features.catalog.build_catalog`).
+    conflict reported). The table is written atomically, the data dir's ingest report records
+    the summary, and the catalog is rebuilt (:func:`features.catalog.build_catalog`).
 
     Parameters
     ----------
@@ -911,14 +881,12 @@ def ingest_charts(
     DataError
         If a path does not exist or the stored streams table is unreadable.
     """
-    from .catalog import build_catalog
-
     started = time.perf_counter()
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    report = IngestReport(data_dir=str(data_dir))
+    layout = DataLayout(data_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    report = IngestReport(data_dir=str(layout.root))
     files = _chart_files(paths)
-    existing = read_streams(data_dir)
+    existing = read_streams(layout)
     frames: list[pd.DataFrame] = []
     format_of: dict[str, str] = {}
     disable = None if progress is None else not progress
@@ -948,23 +916,18 @@ def ingest_charts(
     report.files_read = len(format_of)
     report.rows_read = len(new)
     merged = _merge(existing, new, report)
-    if report.rows_added or not (data_dir / "streams.parquet").exists():
+    if report.rows_added or not layout.streams.exists():
         merged = merged.sort_values(["region", "period", "chart_date", "rank", "track_id"])
-        write_parquet_atomic(merged.reset_index(drop=True), data_dir / "streams.parquet")
+        layout.streams.write(merged.reset_index(drop=True))
     report.rows_total = len(merged)
-    build_catalog(data_dir)
+    build_catalog(layout.root)
     report.seconds = time.perf_counter() - started
-    report_path = data_dir / "ingest_report.json"
-    tmp = report_path.with_name(f".{report_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    os.replace(tmp, report_path)
+    layout.ingest_report.write(report.to_dict())
     return report
 
 
 __all__ = [
     "CHART_FORMATS",
-    "STREAMS_COLUMNS",
-    "STREAMS_KEY",
     "ChartFileError",
     "IngestReport",
     "detect_format",
@@ -973,5 +936,4 @@ __all__ = [
     "read_streams",
     "register",
     "validate_track_ids",
-    "write_parquet_atomic",
 ]

@@ -11,16 +11,16 @@ Lee & Lee (2018) computed on the rank score ``chart size + 1 - rank`` over the s
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .charts import read_streams
 from .errors import DataError
+from .layout import DataLayout
 
 NULL_POLICIES = ("missing", "zero", "floor")
 PERIOD_DAYS = {"daily": 1, "weekly": 7}
@@ -51,6 +51,23 @@ POPULARITY_COLUMNS = [
     "left_censored",
     "complete_horizon",
 ]
+
+
+def curve_columns(columns: Iterable[str]) -> list[str]:
+    """The ``curve_<h>`` columns in period order (numeric, so ``curve_100`` follows ``curve_99``).
+
+    Parameters
+    ----------
+    columns : Iterable[str]
+        Column names.
+
+    Returns
+    -------
+    list[str]
+        The curve columns sorted by period.
+    """
+    found = [c for c in columns if c.startswith("curve_") and c[6:].isdigit()]
+    return sorted(found, key=lambda c: int(c[6:]))
 
 
 def curve_statistics(curve: np.ndarray, charted: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -257,17 +274,13 @@ def compute_targets(
     return table.sort_values(["region", "period", "debut_date", "track_id"], ignore_index=True)
 
 
-def _to_arrow(table: pd.DataFrame, horizon: int, null_policy: str) -> pa.Table:
+def _to_arrow(table: pd.DataFrame, horizon: int) -> pa.Table:
     plain = table.drop(columns=["curve"])
     arrow = pa.Table.from_pandas(plain, preserve_index=False)
     values = np.concatenate(table["curve"].to_list()) if len(table) else np.empty(0)
     offsets = np.arange(len(table) + 1, dtype=np.int32) * horizon
     curve = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.float64()))
-    arrow = arrow.add_column(POPULARITY_COLUMNS.index("curve"), "curve", curve)
-    meta = dict(arrow.schema.metadata or {})
-    meta[b"horizon"] = str(horizon).encode()
-    meta[b"null_policy"] = null_policy.encode()
-    return arrow.replace_schema_metadata(meta)
+    return arrow.add_column(POPULARITY_COLUMNS.index("curve"), "curve", curve)
 
 
 def build_targets(
@@ -300,17 +313,14 @@ def build_targets(
     DataError
         If streams.parquet is missing or empty, or the arguments are invalid.
     """
-    data_dir = Path(data_dir)
-    if not (data_dir / "streams.parquet").exists():
-        raise DataError(f"{data_dir / 'streams.parquet'}: not found; run `benchmark ingest charts`")
-    table = compute_targets(read_streams(data_dir), horizon=horizon, null_policy=null_policy)
-    target = data_dir / "popularity.parquet"
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(_to_arrow(table, int(horizon), null_policy), tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    layout = DataLayout(data_dir)
+    if not layout.streams.exists():
+        raise DataError(f"{layout.streams.path}: not found; run `benchmark ingest charts` first")
+    table = compute_targets(read_streams(layout), horizon=horizon, null_policy=null_policy)
+    layout.popularity.write(
+        _to_arrow(table, int(horizon)),
+        metadata={"horizon": str(int(horizon)), "null_policy": null_policy},
+    )
     return table
 
 
@@ -320,6 +330,7 @@ __all__ = [
     "RANK_METRICS",
     "build_targets",
     "compute_targets",
+    "curve_columns",
     "curve_statistics",
     "rank_trajectory_metrics",
 ]

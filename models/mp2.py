@@ -8,7 +8,7 @@ Targets are standardised by the caller; the model predicts ``K`` standardised co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -68,16 +68,6 @@ class MP2Config:
     head_hidden: int = 128
     ranking_weight: float = 0.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> MP2Config:
-        """Tiny MP2 for CPU runs on the demo (encoder ``EncoderConfig.quick()``)."""
-        return cls(encoder=EncoderConfig.quick(), **overrides)
-
-    @classmethod
-    def full(cls, **overrides: Any) -> MP2Config:
-        """AST-base-like MP2 for a GPU (encoder ``EncoderConfig.full()``)."""
-        return cls(encoder=EncoderConfig.full(), region_dim=64, head_hidden=512, **overrides)
 
 
 class MP2(nn.Module):

@@ -8,7 +8,6 @@ fine-tuned weights (``MP3.load_encoder``). Targets are standardised by the calle
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -91,16 +90,6 @@ class MP3Config:
     presence_weight: float = 0.2
     init_from_mp2: bool = True
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> MP3Config:
-        """Tiny MP3 for CPU runs on the demo (encoder ``EncoderConfig.quick()``)."""
-        return cls(encoder=EncoderConfig.quick(), **overrides)
-
-    @classmethod
-    def full(cls, **overrides: Any) -> MP3Config:
-        """AST-base-like MP3 for a GPU (encoder ``EncoderConfig.full()``, 4 decoder layers)."""
-        return cls(encoder=EncoderConfig.full(), n_decoder_layers=4, decoder_heads=12, **overrides)
 
 
 class MP3(nn.Module):

@@ -11,7 +11,6 @@ import pytest
 
 from musicpop.features.charts import (
     CHART_FORMATS,
-    STREAMS_COLUMNS,
     ChartFileError,
     detect_format,
     ingest_charts,
@@ -19,6 +18,7 @@ from musicpop.features.charts import (
 )
 from musicpop.features.errors import DataError
 from musicpop.features.identifiers import normalise_region, parse_track_id
+from musicpop.features.layout import STREAMS_COLUMNS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "charts"
 
@@ -92,7 +92,7 @@ def test_format_detected_from_content_and_read(
     assert detect_format(path, head) == fmt
     name, frame = read_chart_file(path)
     assert name == fmt
-    assert list(frame.columns) == STREAMS_COLUMNS
+    assert list(frame.columns) == list(STREAMS_COLUMNS)
     assert len(frame) == n_rows
     assert frame["chart_date"].dtype == "datetime64[ns]"
     assert frame["streams"].dtype == "int64" and frame["rank"].dtype == "int64"

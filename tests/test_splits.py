@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import synthetic_data
 
-from musicpop.benchmark.runner import synthetic_data
 from musicpop.benchmark.splits import (
     SongGroupKFold,
     group_holdout,
