@@ -144,6 +144,7 @@ def tag_feature_names(model: str) -> tuple[str, ...]:
     tuple of str
         One unique name per tag, in output order.
     """
+    _check_model(model)
     dataset, arch = model.split("_")
     prefix = dataset.lower() + ("_vgg" if arch == "vgg" else "")
     names = tuple(
@@ -383,6 +384,7 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -425,7 +427,10 @@ def weights_file(model: str = "MSD_musicnn", cache: Path | str | None = None) ->
         if digest is not None:
             return weights, digest
         state = convert_checkpoint(model)
-        metadata = {"model": model, "source_sha256": source, "converter": str(CONVERTER_VERSION)}
+        # one metadata key: safetensors keeps the metadata in a hash map, whose order (and so the
+        # file's bytes and sha256) would otherwise change from one conversion to the next
+        provenance = {"model": model, "source_sha256": source, "converter": CONVERTER_VERSION}
+        metadata = {"musicpop": json.dumps(provenance, sort_keys=True)}
         try:
             _write_atomic(weights, lambda p: save_file(state, p, metadata=metadata))
             digest = _sha256(weights)
