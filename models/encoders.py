@@ -38,12 +38,13 @@ class MusicnnBackbone(nn.Module):
 
     With ``bn_eval`` (default) its batch norms keep the pretrained running statistics in
     training mode too (small fine-tuning batches would otherwise overwrite them); their scale
-    and shift still train.
+    and shift still train. The tag classifier lies above the embedding and never trains.
     """
 
     def __init__(self, musicnn: Musicnn, bn_eval: bool = True) -> None:
         super().__init__()
         self.musicnn = musicnn
+        musicnn.classifier.requires_grad_(False)  # the tag layer is not on the embedding's path
         self.bn_eval = bn_eval
         self.out_dim = musicnn.config.backend_units
 
