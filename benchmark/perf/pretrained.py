@@ -6,8 +6,10 @@ a synthetic one): the musicnn front end; MusiCNN and the VGG on its ten 3 s patc
 the ``musicnn`` wheel, converted once into the cache); the AST fbank of three 10.24 s windows;
 an AST-base forward pass over them (random weights: the cost does not depend on them); and one
 MP2 training step (forward + backward + AdamW) with MusiCNN frozen (precomputed patch embeddings,
-batch 8 clips) and fine-tuned (patches through MusiCNN, batch 2 clips). Prints wall seconds per clip (median
-of the repeats) and the real-time factor (audio seconds per wall second).
+batch 8 clips) and fine-tuned (patches through MusiCNN, batch 2 clips). Prints wall and CPU
+seconds per clip (medians of the repeats; CPU time sums all threads of this process) and the
+real-time factor (audio seconds per wall second), after the load average, so that a figure says
+whether the machine was idle.
 """
 
 from __future__ import annotations
@@ -43,14 +45,16 @@ def _clip() -> tuple[np.ndarray, str]:
     return x.astype(np.float32), "synthetic 30 s clip"
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall and CPU (this process, all threads) seconds of ``fn`` after a warm-up."""
+    fn()
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def _mp2_step(fine_tune: bool, batch: int) -> Callable[[], None]:
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"clip: {source}, {seconds:.1f} s; torch threads: {args.threads}; CPU only")
     print(f"load average before (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
-    rows: list[tuple[str, float]] = []
+    rows: list[tuple[str, tuple[float, float]]] = []
     rows.append(("musicnn front end", _median_seconds(lambda: musicnn_input(signal), args.repeats)))
     for model in ("MSD_musicnn", "MSD_vgg"):
         tagger = load_tagger(model)
@@ -115,10 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     for fine_tune in (False, True):
         batch = 2 if fine_tune else 8
         label = "fine-tuned" if fine_tune else "frozen, precomputed"
-        per_step = _median_seconds(_mp2_step(fine_tune, batch), args.repeats)
-        rows.append((f"MP2 train step per clip, MusiCNN {label} (batch {batch})", per_step / batch))
+        wall, cpu = _median_seconds(_mp2_step(fine_tune, batch), args.repeats)
+        rows.append(
+            (
+                f"MP2 train step per clip, MusiCNN {label} (batch {batch})",
+                (wall / batch, cpu / batch),
+            )
+        )
     width = max(len(name) for name, _ in rows)
-    print(f"{'':{width}}  s/clip  x real time")
-    for name, secs in rows:
-        print(f"{name:{width}}  {secs:6.3f}  {seconds / secs:9.0f}")
+    print(f"{'':{width}}  wall s/clip  CPU s/clip  x real time (wall)")
+    for name, (wall, cpu) in rows:
+        print(f"{name:{width}}  {wall:11.3f}  {cpu:10.3f}  {seconds / wall:8.0f}")
     return 0
