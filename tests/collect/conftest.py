@@ -22,5 +22,3 @@ def server() -> Iterator[LocalServer]:
 def clock() -> VirtualClock:
     """A virtual clock for the client's rate limiter and back-off."""
     return VirtualClock()
-
-

@@ -11,15 +11,20 @@ the client's retry policy and request budget.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import lameenc
+import numpy as np
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "collect"
 
@@ -99,7 +104,7 @@ class LocalServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client timed out
                     pass
 
-            do_GET = do_POST = _handle  # noqa: N815
+            do_GET = do_POST = _handle
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -158,3 +163,60 @@ class VirtualClock:
 def fixture_json(name: str) -> Any:
     """A JSON fixture from tests/fixtures/collect/ (written from the services' documentation)."""
     return json.loads((FIXTURES / name).read_text())
+
+
+# --- bodies and data dirs ---------------------------------------------------------------------
+
+
+@functools.cache
+def tone(seconds: float = 6.0, rate: int = 22050, freq: float = 440.0) -> np.ndarray:
+    """A mono test tone (float32, -0.3..0.3)."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@functools.cache
+def mp3_bytes(seconds: float = 6.0, freq: float = 440.0) -> bytes:
+    """A real MP3 file (LAME, 22.05 kHz mono, 64 kbit/s), the shape of a Deezer preview."""
+    pcm = (tone(seconds, 22050, freq) * 32767).astype("<i2")
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(64)
+    encoder.set_in_sample_rate(22050)
+    encoder.set_channels(1)
+    encoder.set_quality(7)
+    return bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
+
+
+@functools.cache
+def m4a_bytes(seconds: float = 6.0, freq: float = 440.0) -> bytes:
+    """A real AAC-in-M4A file (FFmpeg's AAC encoder via PyAV), the shape of an iTunes preview."""
+    import av
+
+    rate = 44100
+    x = tone(seconds, rate, freq)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="ipod") as out:
+        stream = out.add_stream("aac", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([x, x]), format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+def make_catalog(data_dir: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """Ingest a one-week chart of ``(track_id, artist, title)`` rows: a real catalog.parquet."""
+    from musicpop.features.charts import ingest_charts
+
+    lines = [
+        "rank,uri,artist_names,track_name,source,peak_rank,previous_rank,weeks_on_chart,streams"
+    ]
+    for rank, (track_id, artist, title) in enumerate(rows, start=1):
+        lines.append(f'{rank},spotify:track:{track_id},"{artist}","{title}",x,1,1,1,{1000 - rank}')
+    chart = data_dir.parent / f"{data_dir.name}-charts" / "regional-us-weekly-2024-01-04.csv"
+    chart.parent.mkdir(parents=True, exist_ok=True)
+    chart.write_text("\n".join(lines) + "\n")
+    ingest_charts([chart], data_dir, progress=False)
+    return data_dir
