@@ -206,7 +206,13 @@ class DeezerSource(PreviewSource):
         )
 
     def _by_isrc(self, client: PoliteClient, isrc: str, out: Lookup) -> None:
-        _, doc = client.get_json(f"{self.base_url}/track/isrc:{quote(isrc)}", check=self.check)
+        status, doc = client.get_json(
+            f"{self.base_url}/track/isrc:{quote(isrc)}",
+            check=self.check,
+            ok_statuses=frozenset({404}),
+        )
+        if status == 404:  # Deezer answers 200 + error 800; a 404 means the same
+            return
         error = self._error(doc)
         if error is not None:
             if error[0] == 800:  # "no data": not on Deezer under this ISRC
