@@ -466,7 +466,9 @@ def test_a_journal_left_by_a_crash_is_folded_in(
     assert list(table["track_id"]) == [XMAS]  # the catalog's first track
     (data / "collect" / "previews.parquet").unlink()
     journal = data / "collect" / "previews.journal.jsonl"
-    journal.write_text(table.to_json(orient="records", lines=True, date_format="iso") + '{"track_id": "torn')
+    journal.write_text(
+        table.to_json(orient="records", lines=True, date_format="iso") + '{"track_id": "torn'
+    )
     before = len(server.seen)
     collect_previews(data, "deezer", base_url=server.base_url, client=_client(clock))
     assert len(_status(data, "deezer")) == 2
