@@ -133,7 +133,7 @@ class _Fetcher:
         with path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
 
-    def fetch(self, url: str, dest: Path, expected: str) -> Path | None:
+    def fetch(self, url: str, dest: Path, expected: str, missing: str) -> Path | None:
         """Fetch ``url`` into ``dest`` unless present; read it; return it when readable."""
         if dest.exists():
             self.report.present.append(str(dest))
@@ -146,7 +146,7 @@ class _Fetcher:
             except FetchError as exc:
                 reason = exc.reason
                 if exc.status == 404:
-                    reason = "HTTP 404: kworb has no such page (a region code it does not chart?)"
+                    reason = f"HTTP 404: {missing}"
                 self.report.failed.append((url, reason))
                 self._manifest({"url": url, "status": exc.status, "error": reason, "at": when})
                 self.failures_in_a_row += 1
@@ -253,6 +253,10 @@ def collect_kworb(
         For a bad region or period, or when another run holds the fetch folder's lock.
     """
     started = time.perf_counter()
+    if max_requests is not None and max_requests < 0:
+        raise DataError("--max-requests must be >= 0")
+    if rate is not None and not rate > 0:
+        raise DataError("--rate must be > 0 (requests per second)")
     if period not in PERIODS:
         raise DataError(f"--period must be one of {', '.join(PERIODS)} (got {period!r})")
     codes = list(dict.fromkeys(normalise_region(r) for r in regions if str(r).strip()))
@@ -298,7 +302,8 @@ def _run(
     try:
         for code in tqdm(codes, desc=f"kworb {period}", unit="page", disable=disable):
             url = f"{base}/spotify/country/{code}_{period}.html"
-            fetcher.fetch(url, layout.kworb_country_page(day, code, period), _FORMAT[period])
+            dest = layout.kworb_country_page(day, code, period)
+            fetcher.fetch(url, dest, _FORMAT[period], f"kworb has no {period} chart for {code!r}")
             if fetcher.failures_in_a_row >= max_consecutive_errors:
                 report.stopped = f"{fetcher.failures_in_a_row} requests in a row failed"
                 return
@@ -307,7 +312,8 @@ def _run(
         track_ids = sorted(fetcher.track_ids)
         for track_id in tqdm(track_ids, desc="kworb tracks", unit="page", disable=disable):
             url = f"{base}/spotify/track/{track_id}.html"
-            fetcher.fetch(url, layout.kworb_track_page(day, track_id), _FORMAT["track"])
+            dest = layout.kworb_track_page(day, track_id)
+            fetcher.fetch(url, dest, _FORMAT["track"], "kworb has no page for this track")
             if fetcher.failures_in_a_row >= max_consecutive_errors:
                 report.stopped = f"{fetcher.failures_in_a_row} requests in a row failed"
                 return

@@ -250,6 +250,7 @@ class PreviewReport:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (track_id, item problem)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (track_id, reason)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (track_id, preview problem)
+    undecided: list[tuple[str, str, str]] = field(default_factory=list)  # ambiguous, not found
     stopped: str | None = None
     stats: ClientStats = field(default_factory=ClientStats)
     seconds: float = 0.0
@@ -273,6 +274,11 @@ class PreviewReport:
                 ", ".join(f"{self.statuses[s]} {s}" for s in STATUSES if self.statuses[s]) or "none"
             ),
         ]
+        for status in ("ambiguous", "not_found", "no_preview"):
+            examples = [(t, r) for s, t, r in self.undecided if s == status][:3]
+            if examples:
+                lines.append(f"{status}, e.g.")
+                lines.extend(f"  {track}: {reason}" for track, reason in examples)
         for title, items in (
             ("previews rejected", self.rejected),
             ("errors (retried on the next run)", self.errors),
@@ -369,6 +375,8 @@ class _Run:
             self.report.errors.append((row["track_id"], row["reason"]))
         elif row["status"] == "preview_failed":
             self.report.rejected.append((row["track_id"], row["reason"]))
+        elif row["status"] != "downloaded":
+            self.report.undecided.append((row["status"], row["track_id"], row["reason"]))
 
     def download(
         self, query: TrackQuery, candidate: Candidate, values: dict[str, Any], why: str
@@ -588,6 +596,10 @@ def collect_previews(
         the lock.
     """
     started = time.perf_counter()
+    if max_requests is not None and max_requests < 0:
+        raise DataError("--max-requests must be >= 0")
+    if rate is not None and not rate > 0:
+        raise DataError("--rate must be > 0 (requests per second)")
     layout = CollectLayout.of(data_dir, audio_dir)
     bad = sorted(set(retry) - set(RETRYABLE_STATUSES))
     if bad:
