@@ -302,6 +302,13 @@ class PreviewReport:
 # --- the collector -----------------------------------------------------------------------------
 
 
+def _remove_stale_parts(audio_dir: Path) -> None:
+    """Remove temporary downloads left by a killed run (the caller holds the lock)."""
+    if audio_dir.is_dir():
+        for part in audio_dir.glob(".*.part"):
+            part.unlink(missing_ok=True)
+
+
 def _tracks_with_clips(data_dir: Path, audio_dir: Path) -> set[str]:
     have = set(read_clips(data_dir)["track_id"])
     if audio_dir.is_dir():
@@ -447,8 +454,10 @@ class _Run:
         values = _decision_values(decision)
         if decision.status != "matched" or decision.best is None:
             reason = decision.reason
+            if lookup.note:
+                reason = f"{lookup.note}; {reason}"
             if lookup.problems and not lookup.candidates:
-                reason += f"; unreadable: {'; '.join(lookup.problems[:3])}"
+                reason += f"; unreadable items: {'; '.join(lookup.problems[:3])}"
             self.record(_row(query, name, decision.status, reason, **values))
             return True
         self.download(query, decision.best.candidate, values, decision.reason)
@@ -457,7 +466,15 @@ class _Run:
     def direct_batch(self, batch: list[TrackQuery]) -> tuple[int, bool]:
         """Spotify: look a batch up by track id. Returns (attempted, any success)."""
         name = self.source.name
-        results = self.source.lookup_many(self.client, batch, self.market)
+        try:
+            results = self.source.lookup_many(self.client, batch, self.market)
+        except Throttled:
+            raise
+        except (FetchError, SourceError) as exc:  # the whole batch failed: retried next run
+            reason = exc.reason if isinstance(exc, FetchError) else str(exc)
+            for query in batch:
+                self.record(_row(query, name, "error", f"lookup failed: {reason}"))
+            return len(batch), False
         attempted, ok = 0, False
         for query in batch:
             result = results.get(query.track_id)
@@ -650,6 +667,7 @@ def _collect(
     progress: bool | None,
 ) -> None:
     report, src = run.report, run.source
+    _remove_stale_parts(run.layout.audio_dir)
     have = _tracks_with_clips(run.layout.data_dir, run.layout.audio_dir)
     mine = decisions[decisions["source"] == src.name].set_index("track_id")["status"]
     report.catalog_tracks = len(catalog)
@@ -678,7 +696,13 @@ def _collect(
     )
     failures = 0
     try:
-        src.prepare(run.client)
+        try:
+            src.prepare(run.client)
+        except FetchError as exc:
+            if isinstance(exc, Throttled):
+                raise
+            report.stopped = f"cannot start: {exc}"
+            return
         start = 0
         while start < len(queries):
             size = _affordable(src, run.client, len(queries) - start)

@@ -25,6 +25,7 @@ Documented fields relied on (see docs/collect.md for the details and links):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Lookup:
     problems: list[str] = field(default_factory=list)
     isrc: str | None = None  # the track's ISRC when the source reports it
     duration_ms: int | None = None  # the track's own duration (Spotify) when reported
+    note: str | None = None  # why the source could not look the track up at all
 
 
 def _text(value: Any) -> str | None:
@@ -61,6 +63,8 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and math.isfinite(value):
+        return round(value)
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
@@ -274,7 +278,7 @@ class DeezerSource(PreviewSource):
             if good_enough(out.candidates):
                 return out
         if not (query.title and query.artist):
-            out.problems.append("the catalog has no title and artist to search with")
+            out.note = "the catalog has no title and artist to search with"
             return out
         artist = normalise_artist(query.artist)
         title = normalise_title(query.title)
@@ -335,7 +339,7 @@ class ITunesSource(PreviewSource):
         """``term = "<artist> <title>"`` (normalised), ``media=music``, ``entity=song``."""
         out = Lookup()
         if not (query.title and query.artist):
-            out.problems.append("the catalog has no title and artist to search with")
+            out.note = "the catalog has no title and artist to search with"
             return out
         params = {
             "term": f"{normalise_artist(query.artist)} {normalise_title(query.title)}",

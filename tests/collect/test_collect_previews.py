@@ -475,3 +475,44 @@ def test_a_journal_left_by_a_crash_is_folded_in(
     assert not any("all i want" in (s.arg("q") or "") for s in server.seen[before:])
     assert any("kill bill" in (s.arg("q") or "") for s in server.seen[before:])
     assert not journal.exists()
+
+
+def test_spotify_service_failures_are_errors_not_crashes(
+    server: LocalServer, clock: VirtualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _catalog(tmp_path, [KILL, XMAS, LAST])
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "id")
+    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", "secret")
+    server.route("/api/token", Reply(503))
+    report = collect_previews(data, "spotify", base_url=server.base_url, client=_client(clock))
+    assert (
+        report.stopped
+        and report.stopped.startswith("cannot start")
+        and "HTTP 503" in report.stopped
+    )
+    assert server.count("/v1/tracks") == 0
+
+    server.route("/api/token", Reply(200, _text("spotify/token.json")))
+    server.route("/v1/tracks", Reply(200, {"tracks": [None]}))  # one item for three ids
+    report = collect_previews(data, "spotify", base_url=server.base_url, client=_client(clock))
+    assert set(_status(data, "spotify").values()) == {"error"}
+    assert "no 'tracks' list of 3" in report.errors[0][1]
+
+
+def test_tracks_without_a_title_and_stale_downloads(
+    server: LocalServer, clock: VirtualClock, tmp_path: Path
+) -> None:
+    data = _catalog(tmp_path, [KILL])
+    # a track known only from a mapping (no chart title): nothing to search with
+    from musicpop.features.catalog import build_catalog
+
+    build_catalog(data, mapping=pd.DataFrame({"track_id": [NONE]}))
+    audio = data / "raw" / "audio"
+    audio.mkdir(parents=True)
+    (audio / f".{KILL}.4242.part").write_bytes(b"half a download from a killed run")
+    _serve_deezer(server)
+    collect_previews(data, "deezer", base_url=server.base_url, client=_client(clock))
+    table = read_previews(data).set_index("track_id")
+    assert table.loc[NONE, "status"] == "not_found"
+    assert table.loc[NONE, "reason"].startswith("the catalog has no title and artist")
+    assert sorted(p.name for p in audio.iterdir()) == [f"{KILL}.mp3", "provenance.csv"]
