@@ -163,6 +163,12 @@ def test_deezer_collects_checks_and_records_then_a_rerun_fetches_nothing(
     assert linked.clips_added == 3 and not linked.skipped
     clips = pd.read_parquet(data / "clips.parquet")
     assert sorted(clips["track_id"]) == sorted([KILL, XMAS, SUN])
+    assert set(clips["source"]) == {"deezer"}  # the provenance is carried into clips.parquet
+    by_track = clips.set_index("track_id")
+    assert by_track.loc[XMAS, "source_id"] == "3135556"
+    assert by_track.loc[XMAS, "sha256"] == row["sha256"]
+    assert ingest_audio(audio, data).clips_added == 0  # again, without the mapping: kept
+    assert pd.read_parquet(data / "clips.parquet").equals(clips)
 
     before = len(server.seen)
     again = collect_previews(
