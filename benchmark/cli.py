@@ -143,7 +143,7 @@ def _cmd_collect_previews(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     print(report.summary())
-    return 1 if report.stopped and "budget" not in report.stopped else 0
+    return 1 if report.failed else 0
 
 
 def _add_collect_commands(sub: argparse._SubParsersAction) -> None:

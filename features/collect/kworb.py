@@ -67,15 +67,21 @@ class KworbReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     readable: list[str] = field(default_factory=list)  # files the readers accept
     tracks_listed: int = 0
-    stopped: str | None = None
+    stopped: str | None = None  # why the run stopped early
+    stop_cause: str | None = None  # "budget", "throttled" or "errors"
     stats: ClientStats = field(default_factory=ClientStats)
     ingest: IngestReport | None = None
     seconds: float = 0.0
 
+    def stop(self, cause: str, message: str) -> None:
+        """Record why the run stopped early."""
+        self.stop_cause, self.stopped = cause, message
+
     @property
     def ok(self) -> bool:
-        """True when every page was fetched and read and nothing stopped the run."""
-        return not (self.failed or self.unreadable or self.stopped)
+        """True when no page failed or was unreadable and no service problem stopped the run
+        (a spent budget is not a failure: a re-run resumes)."""
+        return not (self.failed or self.unreadable or self.stop_cause in ("throttled", "errors"))
 
     def summary(self) -> str:
         """Human-readable lines; failures and unreadable pages are listed in full."""
@@ -305,7 +311,7 @@ def _run(
             dest = layout.kworb_country_page(day, code, period)
             fetcher.fetch(url, dest, _FORMAT[period], f"kworb has no {period} chart for {code!r}")
             if fetcher.failures_in_a_row >= max_consecutive_errors:
-                report.stopped = f"{fetcher.failures_in_a_row} requests in a row failed"
+                report.stop("errors", f"{fetcher.failures_in_a_row} requests in a row failed")
                 return
         if not tracks:
             return
@@ -315,12 +321,12 @@ def _run(
             dest = layout.kworb_track_page(day, track_id)
             fetcher.fetch(url, dest, _FORMAT["track"], "kworb has no page for this track")
             if fetcher.failures_in_a_row >= max_consecutive_errors:
-                report.stopped = f"{fetcher.failures_in_a_row} requests in a row failed"
+                report.stop("errors", f"{fetcher.failures_in_a_row} requests in a row failed")
                 return
     except BudgetExhausted as exc:
-        report.stopped = str(exc)
+        report.stop("budget", str(exc))
     except Throttled as exc:
-        report.stopped = f"throttled by {exc}"
+        report.stop("throttled", f"throttled by {exc}")
 
 
 __all__ = ["KWORB_LIMIT", "KWORB_URL", "PERIODS", "KworbReport", "collect_kworb"]

@@ -251,9 +251,19 @@ class PreviewReport:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (track_id, reason)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (track_id, preview problem)
     undecided: list[tuple[str, str, str]] = field(default_factory=list)  # ambiguous, not found
-    stopped: str | None = None
+    stopped: str | None = None  # why the run stopped early
+    stop_cause: str | None = None  # "budget", "throttled", "errors" or "start"
     stats: ClientStats = field(default_factory=ClientStats)
     seconds: float = 0.0
+
+    def stop(self, cause: str, message: str) -> None:
+        """Record why the run stopped early."""
+        self.stop_cause, self.stopped = cause, message
+
+    @property
+    def failed(self) -> bool:
+        """True when the run was stopped by the service (throttling, errors), not the budget."""
+        return self.stop_cause in ("throttled", "errors", "start")
 
     @property
     def complete(self) -> bool:
@@ -701,16 +711,17 @@ def _collect(
         except FetchError as exc:
             if isinstance(exc, Throttled):
                 raise
-            report.stopped = f"cannot start: {exc}"
+            report.stop("start", f"cannot start: {exc}")
             return
         start = 0
         while start < len(queries):
             size = _affordable(src, run.client, len(queries) - start)
             if size == 0:
-                report.stopped = (
+                report.stop(
+                    "budget",
                     f"the request budget ({run.client.max_requests}) has "
                     f"{run.client.requests_left} requests left, fewer than one more track "
-                    f"may need ({src.requests_for(1)})"
+                    f"may need ({src.requests_for(1)})",
                 )
                 break
             batch = queries[start : start + size]
@@ -719,11 +730,11 @@ def _collect(
                 attempted, ok = run.direct_batch(batch)
                 report.attempted += attempted
                 bar.update(attempted)
-                failures = 0 if ok else failures + max(1, attempted)
-                if attempted < len(batch) and not ok:
-                    failures = max(failures, max_consecutive_errors)
+                failures = 0 if ok else failures + attempted
                 if attempted < len(batch):
                     start -= len(batch) - attempted  # not reached: try them again
+                    if run.client.requests_left != 0 and not ok:  # the service failed
+                        failures = max(failures, max_consecutive_errors)
             else:
                 ok = run.search_one(batch[0])
                 report.attempted += 1
@@ -734,12 +745,12 @@ def _collect(
             )
             if failures >= max_consecutive_errors:
                 last = report.errors[-1][1] if report.errors else "service errors"
-                report.stopped = f"{failures} tracks in a row failed (last: {last})"
+                report.stop("errors", f"{failures} tracks in a row failed (last: {last})")
                 break
     except BudgetExhausted as exc:
-        report.stopped = f"{exc} (the track in flight is redone by the next run)"
+        report.stop("budget", f"{exc} (the track in flight is redone by the next run)")
     except Throttled as exc:
-        report.stopped = f"throttled by {exc}"
+        report.stop("throttled", f"throttled by {exc}")
     finally:
         bar.close()
 

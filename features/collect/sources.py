@@ -35,7 +35,15 @@ from urllib.parse import quote, urlsplit
 from ..catalog import normalise_artist, normalise_title
 from ..errors import DataError
 from ..identifiers import TRACK_ID_RE
-from .client import FetchError, HostLimit, PoliteClient, RetryableResponse, host_of
+from .client import (
+    BudgetExhausted,
+    FetchError,
+    HostLimit,
+    PoliteClient,
+    RetryableResponse,
+    Throttled,
+    host_of,
+)
 from .matching import Candidate, TrackQuery
 
 
@@ -525,8 +533,12 @@ class SpotifySource(PreviewSource):
         for track_id in ids:
             try:
                 out[track_id] = self._single(client, track_id, params)
+            except BudgetExhausted:
+                break  # keep what was looked up; the caller stops on the spent budget
+            except Throttled:
+                raise
             except FetchError as exc:
-                if exc.status in (400,):
+                if exc.status == 400:  # "invalid id"
                     out[track_id] = Lookup()
                     continue
                 out[track_id] = exc

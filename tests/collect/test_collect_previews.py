@@ -522,3 +522,26 @@ def test_tracks_without_a_title_and_stale_downloads(
     assert table.loc[NONE, "status"] == "not_found"
     assert table.loc[NONE, "reason"].startswith("the catalog has no title and artist")
     assert sorted(p.name for p in audio.iterdir()) == [f"{KILL}.mp3", "provenance.csv"]
+
+
+def test_spotify_under_a_budget_resumes_without_repeating_a_lookup(
+    server: LocalServer, clock: VirtualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _catalog(tmp_path, [KILL, XMAS, LAST])
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "id")
+    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", "secret")
+    server.route("/api/token", Reply(200, _text("spotify/token.json")))
+    server.route("/v1/tracks", Reply(404, _text("spotify/error_404.json")))
+    for track, name in ((KILL, "kill_bill"), (XMAS, "christmas"), (LAST, "last_christmas")):
+        server.route(f"/v1/tracks/{track}", Reply(200, _text(f"spotify/track_{name}.json")))
+    server.route(f"/mp3-preview/{XMAS}", Reply(200, mp3_bytes()))
+    first = collect_previews(
+        data, "spotify", base_url=server.base_url, client=_client(clock, max_requests=3)
+    )
+    assert first.stop_cause == "budget" and not first.failed
+    assert 1 <= first.attempted < 3
+    second = collect_previews(data, "spotify", base_url=server.base_url, client=_client(clock))
+    assert second.complete and first.attempted + second.attempted == 3
+    lookups = [s.path for s in server.seen if s.path.startswith("/v1/tracks/")]
+    assert sorted(lookups) == sorted(f"/v1/tracks/{t}" for t in (KILL, XMAS, LAST))
+    assert _status(data, "spotify") == {KILL: "no_preview", XMAS: "downloaded", LAST: "no_preview"}
