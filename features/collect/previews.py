@@ -385,7 +385,8 @@ class _Run:
     log: _DecisionLog
     report: PreviewReport
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: dict[str, Any]) -> str:
+        """Journal a decision, count it, and return its status."""
         self.log.append(row)
         self.report.statuses[row["status"]] += 1
         if row["status"] == "error":
@@ -394,17 +395,17 @@ class _Run:
             self.report.rejected.append((row["track_id"], row["reason"]))
         elif row["status"] != "downloaded":
             self.report.undecided.append((row["status"], row["track_id"], row["reason"]))
+        return row["status"]
 
     def download(
         self, query: TrackQuery, candidate: Candidate, values: dict[str, Any], why: str
-    ) -> None:
-        """Download the matched candidate's preview and record the outcome."""
+    ) -> str:
+        """Download the matched candidate's preview, record the outcome and return its status."""
         name = self.source.name
         url = candidate.preview_url
         if url is None:
             reason = f"{why}; but {name} offers no preview for it"
-            self.record(_row(query, name, "no_preview", reason, **values))
-            return
+            return self.record(_row(query, name, "no_preview", reason, **values))
         values["preview_host"] = host_of(url)
         self.client.set_limit(host_of(url), self.source.preview_limit)
         part = self.layout.clip_part(query.track_id, os.getpid())
@@ -425,12 +426,10 @@ class _Run:
         except FetchError as exc:
             status = "preview_failed" if exc.status and 400 <= exc.status < 500 else "error"
             reason = f"{why}; preview download failed: {exc.reason}"
-            self.record(_row(query, name, status, reason, **values))
-            return
+            return self.record(_row(query, name, status, reason, **values))
         except ClipRejected as exc:
             reason = f"{why}; preview rejected: {exc}"
-            self.record(_row(query, name, "preview_failed", reason, **values))
-            return
+            return self.record(_row(query, name, "preview_failed", reason, **values))
         finally:
             part.unlink(missing_ok=True)
         values.update(
@@ -442,7 +441,7 @@ class _Run:
         )
         stored_as = "" if stored.path.suffix == f".{stored.format}" else ", stored as FLAC"
         reason = f"{why}; {stored.seconds:.1f} s {stored.format}{stored_as}"
-        self.record(_row(query, name, "downloaded", reason, **values))
+        return self.record(_row(query, name, "downloaded", reason, **values))
 
     def search_one(self, query: TrackQuery) -> bool:
         """Look one track up, decide, download. Returns False when it ended in ``error``."""
@@ -470,8 +469,7 @@ class _Run:
                 reason += f"; unreadable items: {'; '.join(lookup.problems[:3])}"
             self.record(_row(query, name, decision.status, reason, **values))
             return True
-        self.download(query, decision.best.candidate, values, decision.reason)
-        return True
+        return self.download(query, decision.best.candidate, values, decision.reason) != "error"
 
     def direct_batch(self, batch: list[TrackQuery]) -> tuple[int, bool]:
         """Spotify: look a batch up by track id. Returns (attempted, any success)."""
