@@ -115,3 +115,18 @@ def test_clip_names_come_only_from_valid_track_ids(tmp_path: Path, bad: str) -> 
         layout.clip(bad, "mp3")
     with pytest.raises(DataError, match="extension"):
         layout.clip(TRACK, "mp3/../x")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("vibe_ace_preview_1.mp3", "mp3"), ("Kevin_MacLeod_-_Vibe_Ace.ogg", "ogg")],
+)
+def test_real_preview_files_are_recognised_and_stored(
+    shared_data: Path, tmp_path: Path, name: str, kind: str
+) -> None:
+    body = (shared_data / "audio" / name).read_bytes()
+    assert sniff_audio(body[:64]) == kind
+    _, clip = _store(tmp_path, body)
+    assert clip.path.name == f"{TRACK}.{kind}" and clip.path.read_bytes() == body
+    assert clip.seconds >= 29.0
