@@ -545,3 +545,17 @@ def test_spotify_under_a_budget_resumes_without_repeating_a_lookup(
     lookups = [s.path for s in server.seen if s.path.startswith("/v1/tracks/")]
     assert sorted(lookups) == sorted(f"/v1/tracks/{t}" for t in (KILL, XMAS, LAST))
     assert _status(data, "spotify") == {KILL: "no_preview", XMAS: "downloaded", LAST: "no_preview"}
+
+
+def test_spotify_renews_an_expired_token_once(
+    server: LocalServer, clock: VirtualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _catalog(tmp_path, [KILL])
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", "id")
+    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", "secret")
+    server.route("/api/token", Reply(200, _text("spotify/token.json")))
+    expired = Reply(401, _text("spotify/error_401.json"))
+    server.route(f"/v1/tracks/{KILL}", [expired, Reply(200, _text("spotify/track_kill_bill.json"))])
+    collect_previews(data, "spotify", base_url=server.base_url, client=_client(clock))
+    assert _status(data, "spotify") == {KILL: "no_preview"}
+    assert server.count("/api/token") == 2 and server.count(f"/v1/tracks/{KILL}") == 2
