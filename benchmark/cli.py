@@ -138,6 +138,136 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return launch_ui(args.tracking_uri, port=args.port)
 
 
+# --- collect: kworb chart pages and 30 s previews (features/collect) --------------------------
+
+
+def _cmd_collect_charts(args: argparse.Namespace) -> int:
+    from ..features.collect.kworb import collect_kworb
+
+    if args.source != "kworb":
+        raise DataError(f"collect charts: unknown source {args.source!r} (known: kworb)")
+    report = collect_kworb(
+        args.data_dir,
+        args.regions.split(","),
+        period=args.period,
+        tracks=args.tracks,
+        fetch_date=args.fetch_date,
+        base_url=args.base_url,
+        max_requests=args.max_requests,
+        rate=args.rate,
+        contact=args.contact,
+        timeout=args.timeout,
+        ingest=not args.no_ingest,
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_collect_previews(args: argparse.Namespace) -> int:
+    from ..features.collect.previews import collect_previews
+
+    report = collect_previews(
+        args.data_dir,
+        args.source,
+        audio_dir=args.audio_dir,
+        limit=args.limit,
+        market=args.market,
+        retry=tuple(s.strip() for s in args.retry.split(",") if s.strip()),
+        base_url=args.base_url,
+        auth_url=args.auth_url,
+        max_requests=args.max_requests,
+        rate=args.rate,
+        contact=args.contact,
+        timeout=args.timeout,
+    )
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _add_collect_commands(sub: argparse._SubParsersAction) -> None:
+    """``benchmark collect charts|previews`` (see docs/collect.md)."""
+    import os
+    from datetime import date
+
+    collect = sub.add_parser(
+        "collect",
+        help="fetch real data politely: kworb chart pages, 30 s previews (research use only)",
+    )
+    collect_sub = collect.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    def polite(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir", type=Path, required=True, help="dataset folder (created when missing)"
+        )
+        p.add_argument("--max-requests", type=int, default=None, help="request budget of this run")
+        p.add_argument("--rate", type=float, default=None, help="requests/s to the service")
+        p.add_argument("--base-url", default=None, help="the service's base URL (mirrors, tests)")
+        p.add_argument(
+            "--contact",
+            default=os.environ.get("MUSICPOP_CONTACT"),
+            help="e-mail or URL added to the User-Agent (default: $MUSICPOP_CONTACT)",
+        )
+        p.add_argument("--timeout", type=float, default=30.0, help="seconds per connect/read")
+
+    p = collect_sub.add_parser(
+        "charts",
+        help="fetch kworb.net country (and track) pages into DIR/raw/kworb/<date>/, then ingest",
+        description=(
+            "Fetches https://kworb.net/spotify/country/<cc>_<period>.html for each region (and, "
+            "with --tracks, the track page of every listed track) into DIR/raw/kworb/<fetch "
+            "date>/, never re-fetching a saved page, reads each page with the chart readers "
+            "(reporting any page they cannot read, by file and reason), and ingests the readable "
+            "ones. Exit status 1 when a page failed or could not be read."
+        ),
+    )
+    p.add_argument("--source", default="kworb", help="chart source (kworb)")
+    p.add_argument(
+        "--regions", required=True, help="comma-separated region codes, e.g. us,gb,global"
+    )
+    p.add_argument("--period", choices=["daily", "weekly"], default="daily")
+    p.add_argument("--tracks", action="store_true", help="also fetch the listed tracks' pages")
+    p.add_argument(
+        "--fetch-date",
+        type=date.fromisoformat,
+        default=None,
+        help="fetch folder date YYYY-MM-DD (default today, UTC; an earlier one resumes it)",
+    )
+    p.add_argument("--no-ingest", action="store_true", help="fetch and check only")
+    polite(p)
+    p.set_defaults(handler=_cmd_collect_charts)
+
+    p = collect_sub.add_parser(
+        "previews",
+        help="find and download 30 s previews for catalog tracks without a clip",
+        description=(
+            "For each catalog track without a clip, looks the track up (by ISRC when known, "
+            "else by artist and title), accepts a match only on score, version markers and "
+            "duration, downloads the preview into the audio folder as <track_id>.<ext>, and "
+            "records every decision in DIR/collect/previews.parquet. A re-run skips everything "
+            "decided. Then: benchmark ingest audio AUDIO_DIR --data-dir DIR. Previews are for "
+            "research use only (docs/collect.md)."
+        ),
+    )
+    p.add_argument(
+        "--source", required=True, help="deezer, itunes or spotify (spotify: ISRCs, durations)"
+    )
+    p.add_argument("--limit", type=int, default=None, help="attempt at most N tracks")
+    p.add_argument("--market", default=None, help="country code for iTunes and Spotify")
+    p.add_argument(
+        "--audio-dir", type=Path, default=None, help="where clips go (default DIR/raw/audio)"
+    )
+    p.add_argument(
+        "--retry",
+        default="",
+        help="reopen decided tracks: comma-separated not_found,ambiguous,no_preview,preview_failed",
+    )
+    p.add_argument(
+        "--auth-url", default=None, help="spotify accounts base URL (default: --base-url)"
+    )
+    polite(p)
+    p.set_defaults(handler=_cmd_collect_previews)
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -187,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", type=Path, default=None, help="CSV: path,track_id[,song_id]")
     _writer_args(p)
     p.set_defaults(handler=_cmd_ingest_audio)
+
+    _add_collect_commands(sub)
 
     # targets
     p = add(

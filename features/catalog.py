@@ -44,6 +44,9 @@ from .errors import DataError
 from .identifiers import parse_track_ids
 from .layout import CATALOG_COLUMNS, CLIPS_COLUMNS, MAPPING_COLUMNS, DataLayout
 
+CLIP_PROVENANCE_COLUMNS = ["source", "source_id", "sha256", "fetched_at"]
+"""Optional columns of the clips table, carried from a mapping that has them (``collect
+previews`` writes such a mapping: ``provenance.csv`` in the audio folder)."""
 AUDIO_EXTENSIONS = frozenset({".mp3", ".ogg", ".wav", ".flac", ".m4a", ".aac", ".opus"})
 _MAPPING_FIELDS = list(MAPPING_COLUMNS)
 
@@ -312,7 +315,8 @@ def ingest_audio(
     ``path`` is taken relative to the mapping file's folder, else to ``folder``), which also wins
     over the file name. Unlinked files are skipped and reported. Clips are numbered per track
     (0, 1, ...) by ``k`` then path; clips already stored keep their number. Re-running is
-    idempotent.
+    idempotent. A mapping's ``source``, ``source_id``, ``sha256`` and ``fetched_at`` columns
+    (:data:`CLIP_PROVENANCE_COLUMNS`) are carried into ``clips.parquet`` for its files.
 
     Parameters
     ----------
@@ -343,20 +347,28 @@ def ingest_audio(
 
     by_path: dict[str, str] = {}
     table = None
+    provenance = pd.DataFrame(columns=["audio_path"])
     if mapping is not None:
         table = read_mapping(mapping)
         base = folder if isinstance(mapping, pd.DataFrame) else Path(mapping).resolve().parent
         if "path" not in table.columns:
             raise DataError(f"{mapping}: mapping needs a 'path' column to link audio files")
+        hits = []
         for raw, track_id in zip(table["path"], table["track_id"], strict=True):
             if not isinstance(raw, str):
+                hits.append(None)
                 continue
             candidates = [Path(raw)] if Path(raw).is_absolute() else [base / raw, folder / raw]
             hit = next((c.resolve() for c in candidates if c.is_file()), None)
+            hits.append(str(hit) if hit else None)
             if hit is None:
                 report.mapping_rows_without_file += 1
             else:
                 by_path[str(hit)] = track_id
+        carried = [c for c in CLIP_PROVENANCE_COLUMNS if c in table.columns]
+        provenance = table.assign(audio_path=hits).dropna(subset=["audio_path"])[
+            ["audio_path", *carried]
+        ]
 
     files = sorted(
         p.resolve()
@@ -384,6 +396,7 @@ def ingest_audio(
     existing = read_clips(layout)
     new = pd.DataFrame(rows, columns=["track_id", "k", "audio_path"])
     new = new[~new["audio_path"].isin(existing["audio_path"])]
+    new = new.merge(provenance.drop_duplicates("audio_path", keep="last"), "left", "audio_path")
     report.clips_added = len(new)
     combined = pd.concat(
         [
@@ -393,7 +406,10 @@ def ingest_audio(
         ignore_index=True,
     ).sort_values(["track_id", "order", "k", "audio_path"])
     combined["clip_id"] = combined.groupby("track_id").cumcount().astype(np.int64)
-    clips = combined[list(CLIPS_COLUMNS)].reset_index(drop=True)
+    extra = [c for c in CLIP_PROVENANCE_COLUMNS if c in combined.columns]
+    clips = combined[[*CLIPS_COLUMNS, *extra]].reset_index(drop=True)
+    if extra:
+        clips[extra] = clips[extra].astype(object).where(clips[extra].notna(), None)
     layout.clips.write(clips)
 
     report.clips_total = len(clips)
@@ -406,6 +422,7 @@ def ingest_audio(
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "CLIP_PROVENANCE_COLUMNS",
     "AudioIngestReport",
     "build_catalog",
     "ingest_audio",

@@ -21,6 +21,8 @@ Dates, per format (``chart_date`` is always the day the chart period *starts*):
   file dated 2023-01-05, i.e. weeks ending 12-15, 12-22, 12-29 and 01-05. Daily files: the date.
 - the daily export with ``country_short``: its ``date`` column, a daily chart.
 - kworb country daily page: the date printed on the page, a daily chart.
+- kworb country weekly page: the date printed on the page is taken to be the weekly chart date
+  (week end), so ``chart_date = date - 6 days``.
 - kworb track page: daily table dates as they are; weekly table dates are taken to be Spotify's
   weekly chart dates (week end), so ``chart_date = date - 6 days`` as for the new CSV.
 """
@@ -449,57 +451,100 @@ def _track_ref_from_hrefs(hrefs: list[str]) -> str:
     return ""
 
 
-@register
-class KworbCountryDailyHTML(_Reader):
-    """kworb.net country daily page (``<cc>_daily.html``): ``<table id="spotifydaily">`` with
-    ``Pos | P+ | Artist and Title | Days | Pk | (x?) | Streams | ...``; the chart date is the first
-    ``YYYY/MM/DD`` printed on the page."""
+_NUMBER_RE = re.compile(r"^\d{1,3}(?:,\d{3})*$|^\d+$")
+_KWORB_COUNTRY_NAME_RE = re.compile(r"^([a-z]{2}|global)_(daily|weekly)\b")
 
-    name = "kworb_country_daily_html"
+
+def _kworb_country_period(head: bytes) -> str | None:
+    """``daily`` or ``weekly`` for a kworb country chart page (table id, else the header's
+    ``Days`` / ``Wks`` column), None for anything else."""
+    text = head.decode("utf-8", errors="replace").lower()
+    if "<table" not in text:
+        return None
+    if 'id="spotifyweekly"' in text or "id='spotifyweekly'" in text:
+        return "weekly"
+    if "spotifydaily" in text:
+        return "daily"
+    if "artist and title" not in text:
+        return None
+    return "weekly" if re.search(r"<th[^>]*>\s*(?:wks|weeks)\s*</th>", text) else "daily"
+
+
+class _KworbCountryHTML(_Reader):
+    """A kworb.net country chart page, read strictly: the page description is second-hand
+    (see the class docstrings), so any row that does not look as described fails the whole
+    file with the row and the reason instead of loading a guess."""
+
+    period = ""
+    table_id = ""
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        text = head.decode("utf-8", errors="replace").lower()
-        return "<table" in text and ("spotifydaily" in text or "artist and title" in text)
+        return _kworb_country_period(head) == self.period
 
     def read_rows(self, path: Path) -> pd.DataFrame:
         page = _parse_html(path)
-        tables = [t for t in page.tables if t.attrs.get("id") == "spotifydaily"] or [
+        tables = [t for t in page.tables if t.attrs.get("id") == self.table_id] or [
             t for t in page.tables if "artist and title" in _header(t)
         ]
         if not tables:
-            raise ChartFileError("no kworb daily chart table in the page")
+            raise ChartFileError(
+                f"no kworb {self.period} chart table (id {self.table_id!r} or an 'Artist and "
+                "Title' column) in the page"
+            )
         table = tables[0]
         header = _header(table)
-        try:
-            pos_col = header.index("pos")
-            name_col = header.index("artist and title")
-            streams_col = header.index("streams")
-        except ValueError:
-            raise ChartFileError(f"unexpected kworb table header {header}") from None
-        match = re.match(r"^([a-z]{2}|global)_daily", path.name.lower())
-        if not match:
-            raise ChartFileError("file name is not <cc>_daily.html: cannot tell the region")
+        missing = [c for c in ("pos", "artist and title", "streams") if c not in header]
+        if missing:
+            raise ChartFileError(f"the kworb chart table lacks column(s) {missing}: {header}")
+        pos_col = header.index("pos")
+        name_col = header.index("artist and title")
+        streams_col = header.index("streams")
+        match = _KWORB_COUNTRY_NAME_RE.match(path.name.lower())
+        if not match or match.group(2) != self.period:
+            raise ChartFileError(
+                f"file name is not <cc>_{self.period}.html: cannot tell the region"
+            )
         page_date = _PAGE_DATE_RE.search(page.title + " " + " ".join(page.text))
         if not page_date:
             raise ChartFileError("no chart date (YYYY/MM/DD) on the page")
-        y, m, d = (int(g) for g in page_date.groups())
+        try:
+            printed = date(*(int(g) for g in page_date.groups()))
+        except ValueError as exc:
+            raise ChartFileError(f"bad chart date on the page: {exc}") from None
+        chart_date = printed - timedelta(days=6) if self.period == "weekly" else printed
         refs, ranks, streams, titles, artists = [], [], [], [], []
-        for row in table.rows[1:]:
-            if len(row) <= max(pos_col, name_col, streams_col):
+        for number, row in enumerate(table.rows[1:], start=1):
+            if not row:
                 continue
+            where = f"table row {number}"
+            if len(row) <= max(pos_col, name_col, streams_col):
+                raise ChartFileError(f"{where}: {len(row)} cells, the header has {len(header)}")
             name_text, hrefs = row[name_col]
+            ref = _track_ref_from_hrefs(hrefs)
+            if not ref:
+                raise ChartFileError(
+                    f"{where} ({name_text[:60]!r}): no link to a track page (track/<id>.html)"
+                )
+            rank, count = row[pos_col][0].strip(), row[streams_col][0].strip()
+            if not rank.isdigit():
+                raise ChartFileError(f"{where}: position {rank!r} is not a number")
+            if not _NUMBER_RE.match(count):
+                raise ChartFileError(f"{where}: streams {count!r} is not a number")
             artist, _, title = name_text.partition(" - ")
-            refs.append(_track_ref_from_hrefs(hrefs))
-            ranks.append(row[pos_col][0])
-            streams.append(row[streams_col][0])
+            refs.append(ref)
+            ranks.append(rank)
+            streams.append(count)
             titles.append(title.strip() or name_text)
             artists.append(artist.strip())
         if not refs:
             raise ChartFileError("the kworb chart table has no rows")
+        repeated = sorted({r for r in ranks if ranks.count(r) > 1}, key=int)
+        if repeated:
+            raise ChartFileError(f"position(s) {repeated[:5]} appear more than once")
         return _frame(
             region=normalise_region(match.group(1)),
-            period="daily",
-            chart_date=date(y, m, d),
+            period=self.period,
+            chart_date=chart_date,
             track_refs=pd.Series(refs),
             rank=pd.Series(ranks),
             streams=pd.Series(streams),
@@ -509,7 +554,32 @@ class KworbCountryDailyHTML(_Reader):
         )
 
 
+@register
+class KworbCountryDailyHTML(_KworbCountryHTML):
+    """kworb.net country daily page (``<cc>_daily.html``): ``<table id="spotifydaily">`` with
+    ``Pos | P+ | Artist and Title | Days | Pk | (x?) | Streams | ...``; the chart date is the first
+    ``YYYY/MM/DD`` printed on the page."""
+
+    name = "kworb_country_daily_html"
+    period = "daily"
+    table_id = "spotifydaily"
+
+
+@register
+class KworbCountryWeeklyHTML(_KworbCountryHTML):
+    """kworb.net country weekly page (``<cc>_weekly.html``): ``<table id="spotifyweekly">`` (or a
+    table with an ``Artist and Title`` and a ``Wks`` column) with ``Pos | P+ | Artist and Title |
+    Wks | Pk | (x?) | Streams | Streams+ | Total``. The date printed on the page is taken to be
+    Spotify's weekly chart date (the last day of the tracking week), so ``chart_date = date - 6
+    days``, as for the track page's weekly table and the charts.spotify.com CSV."""
+
+    name = "kworb_country_weekly_html"
+    period = "weekly"
+    table_id = "spotifyweekly"
+
+
 _CELL_RE = re.compile(r"^\s*(\d+)\s*\(\s*([\d,]+)\s*\)\s*$")
+_EMPTY_CELLS = frozenset({"", "-", "--", "\u2013", "\u2014"})
 _ROW_DATE_RE = re.compile(r"^(\d{4})/(\d{2})/(\d{2})$")
 
 
@@ -537,11 +607,20 @@ class KworbTrackHTML(_Reader):
             header = _header(table)
             if len(header) < 2 or header[0] != "date":
                 continue
-            dated = [
-                (date(*(int(g) for g in m.groups())), row)
-                for row in table.rows[1:]
-                if row and (m := _ROW_DATE_RE.match(row[0][0].strip()))
-            ]
+            dated = []
+            for row in table.rows[1:]:
+                label = row[0][0].strip() if row else ""
+                m = _ROW_DATE_RE.match(label)
+                if m:
+                    try:
+                        dated.append((date(*(int(g) for g in m.groups())), row))
+                    except ValueError as exc:
+                        raise ChartFileError(f"row {label!r}: bad date ({exc})") from None
+                elif row and label.lower() not in ("total", "peak", ""):
+                    raise ChartFileError(
+                        f"a row of a 'Date' table is labelled {label!r}: "
+                        "neither Total, Peak nor a YYYY/MM/DD date"
+                    )
             if not dated:
                 continue
             period = self._period(table, [d for d, _ in dated])
@@ -549,10 +628,19 @@ class KworbTrackHTML(_Reader):
             records = []
             for day, row in dated:
                 chart_date = day - timedelta(days=6) if period == "weekly" else day
-                for region, (text, _) in zip(regions, row[1:], strict=False):
+                if len(row) - 1 != len(regions):
+                    raise ChartFileError(
+                        f"row {day:%Y/%m/%d}: {len(row) - 1} cells for {len(regions)} regions"
+                    )
+                for region, (text, _) in zip(regions, row[1:], strict=True):
                     cell = _CELL_RE.match(text)
                     if cell:
                         records.append((region, chart_date, cell.group(1), cell.group(2)))
+                    elif text.strip() not in _EMPTY_CELLS:
+                        raise ChartFileError(
+                            f"row {day:%Y/%m/%d}, column {region!r}: cannot read {text!r} "
+                            "(expected 'position (streams)' or an empty cell)"
+                        )
             if not records:
                 continue
             region_col, date_col, rank_col, streams_col = zip(*records, strict=True)

@@ -56,6 +56,13 @@ CASES = [
         ("se", "daily", "2023-12-28", "2FRnf9qhLbvw8fu4IBXx78", 1, 312000),
     ),
     (
+        # a weekly page's date is the chart's last day, as for the new CSV
+        "kworb/gb_weekly.html",
+        "kworb_country_weekly_html",
+        3,
+        ("gb", "weekly", "2023-12-29", "1Qrg8KqiBpW07V7PNxwwwL", 1, 4120554),
+    ),
+    (
         "kworb/track/0bYg9bo50gSsH3LtXe2SQn.html",
         "kworb_track_html",
         8,
@@ -148,14 +155,14 @@ def test_legacy_file_without_region_is_skipped(tmp_path: Path) -> None:
 def test_ingest_all_fixtures_then_reingest_adds_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     report = ingest_charts([FIXTURES], data, progress=False)
-    assert report.files_read == 7
+    assert report.files_read == 8
     assert report.skipped == [
         (str(FIXTURES / "broken/ad/2019-01-04--2019-01-11ad.csv"), report.skipped[0][1])
     ]
     assert "HTML page" in report.skipped[0][1]
-    # 3+4(one bad id)+2+3+3+3+8 rows; the kworb se page repeats the export's se row exactly
+    # 3+4(one bad id)+2+3+3+3+3+8 rows; the kworb se page repeats the export's se row exactly
     assert report.invalid_track_ids == 1
-    assert report.rows_read == 3 + 3 + 2 + 3 + 3 + 3 + 8
+    assert report.rows_read == 3 + 3 + 2 + 3 + 3 + 3 + 3 + 8
     assert report.rows_present == 1 and report.conflicts == 0
     assert report.rows_added == report.rows_read - 1
     streams = pd.read_parquet(data / "streams.parquet")

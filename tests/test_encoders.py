@@ -272,7 +272,7 @@ def test_mp2_fine_tunes_musicnn_then_mp3_starts_from_it(pretrained_musicnn: dict
 def test_scratch_remains_the_default() -> None:
     assert MP2Config().encoder_type == MP3Config().encoder_type == "scratch"
     torch.manual_seed(0)
-    model = MP2(MP2Config.quick(n_regions=2))
+    model = MP2(MP2Config(n_regions=2))
     assert isinstance(model.encoder, SpectrogramEncoder)
     preds, _ = model(torch.randn(2, 128, 400), torch.tensor([0, 1]))
     assert preds.shape == (2, 2)
