@@ -5,8 +5,9 @@ Stages talk only through tables on disk and each skips work already done:
 demo -> ingest charts -> ingest audio -> targets -> extract features -> Feast apply + materialize
 -> benchmark (``run_suite``) -> HTML report.
 
-The demo and ingestion stages run only for the built-in demo (``data/demo``); on a user's own data dir
-the pipeline starts from the ingested tables. A stage is skipped when a fingerprint of its inputs and
+The demo and ingestion stages run only for a demo: the built-in one (``data/demo`` under the current
+folder) or one written elsewhere by ``benchmark demo --out DIR``; on a user's own data dir the
+pipeline starts from the ingested tables. A stage is skipped when a fingerprint of its inputs and
 parameters matches the one recorded in ``DIR/pipeline_state.json`` after its last successful run.
 """
 
@@ -106,10 +107,10 @@ def prepare_demo(data_dir: Path, pipeline: Pipeline, *, seed: int = 0) -> None:
     """Generate (when absent) and ingest the built-in demo dataset into ``data_dir``."""
     from ..features.catalog import ingest_audio
     from ..features.charts import ingest_charts
-    from ..features.demo import make_demo
+    from ..features.demo import is_demo, make_demo
 
     raw = data_dir / "raw"
-    if (raw / "demo.json").exists():
+    if is_demo(data_dir):
         # a demo of any size generated earlier (benchmark demo --songs ...) is kept as it is
         pipeline.timings.append(StageTiming("demo", 0.0, "up to date"))
         print(f"[demo] {raw} exists, kept")
@@ -223,10 +224,15 @@ def run_pipeline(config: BenchmarkConfig, *, demo: bool, workers: int | None = N
 
 def run_from_cli(args: argparse.Namespace) -> int:
     """``benchmark run``: build the config from the arguments and run the pipeline."""
-    demo = args.data_dir is None
-    data_dir = DEMO_DIR if demo else Path(args.data_dir)
-    if not demo and not data_dir.is_dir():
-        raise DataError(f"{data_dir}: data dir not found")
+    from ..features.demo import is_demo
+
+    data_dir = DEMO_DIR if args.data_dir is None else Path(args.data_dir)
+    if args.data_dir is not None and not data_dir.is_dir():
+        raise DataError(
+            f"{data_dir}: data dir not found (for the demo there: benchmark demo --out {data_dir})"
+        )
+    # the built-in demo, or a demo that `benchmark demo --out DIR` wrote: its raw files get ingested
+    demo = args.data_dir is None or is_demo(data_dir)
     config = load_config(
         args.profile,
         args.config,

@@ -1,8 +1,9 @@
 """Feast definitions: entities, feature views and feature services of the music-popularity store.
 
 Feature views read Parquet files of one data dir, given by ``MUSICPOP_DATA_DIR`` (default
-``data/demo`` under the project root). ``features.store.apply`` first writes the two derived
-sources under ``DIR/feast/`` that the views need, then applies these definitions:
+``data/demo`` under the current folder, as for the ``benchmark`` command). ``features.store.apply``
+first writes the two derived sources under ``DIR/feast/`` that the views need, then applies these
+definitions:
 
 - ``DIR/feast/popularity_<period>.parquet``: the rows of ``popularity.parquet`` for ONE chart period
   (``MUSICPOP_PERIOD``, default ``weekly``), so that the (track, region) view never mixes weekly and
@@ -44,9 +45,8 @@ from feast.types import (
     String,
 )
 
-DATA_DIR = Path(
-    os.environ.get("MUSICPOP_DATA_DIR") or Path(__file__).resolve().parents[1] / "data" / "demo"
-).resolve()
+# default: the CLI's default data dir, relative to the current folder (never the installed package)
+DATA_DIR = Path(os.environ.get("MUSICPOP_DATA_DIR") or Path("data") / "demo").resolve()
 PERIOD = os.environ.get("MUSICPOP_PERIOD") or "weekly"
 # "parquet" (FileSource, for the duckdb offline store) or "postgres" (PostgreSQLSource tables that
 # `features.store.apply` fills from the same Parquet files); set by features.store from the config

@@ -460,6 +460,22 @@ def _remove_stale(folder: Path, keep: set[Path], pattern: re.Pattern[str]) -> No
             path.unlink()
 
 
+def is_demo(data_dir: Path | str) -> bool:
+    """Whether ``data_dir`` holds a complete demo written by :func:`make_demo`.
+
+    Parameters
+    ----------
+    data_dir : path
+        A dataset folder.
+
+    Returns
+    -------
+    bool
+        True when its ``raw/demo.json`` marker (written last) exists.
+    """
+    return (Path(data_dir) / "raw" / _DEMO_FILE).is_file()
+
+
 def make_demo(
     out_dir: Path | str,
     songs: int | None = None,

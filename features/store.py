@@ -71,12 +71,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from .. import feature_repo
 from .errors import DataError
 
 if TYPE_CHECKING:
     import feast
 
-REPO_DIR = Path(__file__).resolve().parents[1] / "feature_repo"
+# package data: the Feast repository ships inside the installed package (musicpop/feature_repo/)
+REPO_DIR = Path(feature_repo.__file__).resolve().parent
 DATA_DIR_ENV = "MUSICPOP_DATA_DIR"
 PERIOD_ENV = "MUSICPOP_PERIOD"
 OFFLINE_SOURCE_ENV = "MUSICPOP_OFFLINE_SOURCE"
