@@ -24,6 +24,7 @@ outputs, relative to the folder you run it from unless given:
   data/demo/          the demo dataset, its features and its Feast store (--data-dir)
   results/<dataset>/  summary.md, summary.csv, plots, report.html (--results-dir)
   mlflow.db           the MLflow tracking store, sqlite:///mlflow.db (--tracking-uri)
+  mlartifacts/        the MLflow artifacts, next to a sqlite tracking store
 
 to keep the demo elsewhere: benchmark demo --out DIR, then benchmark run --data-dir DIR"""
 
