@@ -12,12 +12,38 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..features.errors import DataError
 from ..features.layout import DataLayout
 
+DISTRIBUTION = "music-popularity"
 DEFAULT_DATA_DIR = Path("data/demo")
+# Where `benchmark run` writes when given no option: relative to the folder it is run from, like
+# `mlflow ui`, never inside the installed package.
+RUN_OUTPUTS = """\
+outputs, relative to the folder you run it from unless given:
+  data/demo/          the demo dataset, its features and its Feast store (--data-dir)
+  results/<dataset>/  summary.md, summary.csv, plots, report.html (--results-dir)
+  mlflow.db           the MLflow tracking store, sqlite:///mlflow.db (--tracking-uri)
+  mlartifacts/        the MLflow artifacts, next to a sqlite tracking store
+
+to keep the demo elsewhere: benchmark demo --out DIR, then benchmark run --data-dir DIR"""
+
+
+def package_version() -> str:
+    """The installed version of the ``music-popularity`` distribution (single-sourced in pyproject).
+
+    Returns
+    -------
+    str
+        The version, or ``unknown`` when the code runs without being installed.
+    """
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser, default: Path | None = DEFAULT_DATA_DIR) -> None:
@@ -283,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s ({DISTRIBUTION}) {package_version()}",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str, **kw):
@@ -414,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         _cmd_run,
         "run a benchmark suite: the whole pipeline on the demo (default) or on --data-dir",
+        epilog=RUN_OUTPUTS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--suite",
@@ -429,8 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help=(
-            "an ingested data dir (streams, catalog and clips tables); default: the built-in "
-            "demo in data/demo, generated and ingested when absent"
+            "an ingested data dir (streams, catalog and clips tables), or a demo written by "
+            "`benchmark demo --out DIR` (ingested on the first run); default: the built-in "
+            "demo in ./data/demo, generated and ingested when absent"
         ),
     )
     p.add_argument(
@@ -453,7 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="feature set of every tabular model that does not name one (e.g. spotify_audio_features)",
     )
     p.add_argument(
-        "--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlflow.db)"
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default sqlite:///mlflow.db, in the current folder)",
     )
     p.add_argument(
         "--optuna-storage", default=None, help="Optuna RDB storage URL (default in memory)"
@@ -467,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--results-dir",
         type=Path,
         default=None,
-        help="reports go to DIR/<dataset>/ (default results)",
+        help="reports go to DIR/<dataset>/ (default ./results)",
     )
     p.add_argument("--workers", type=int, default=None, help="feature-extraction processes")
     p.add_argument(

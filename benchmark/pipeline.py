@@ -5,10 +5,11 @@ Stages talk only through tables on disk and each skips work already done:
 demo -> ingest charts -> ingest audio -> targets -> extract features -> Feast apply + materialize
 -> benchmark (``run_suite``) -> report.
 
-The demo and ingestion stages run only for the built-in demo; on a user's own data dir the
-pipeline starts from the ingested tables. A stage is skipped when a fingerprint of its inputs and
-parameters matches the one recorded in the data dir's pipeline state after its last successful
-run. The whole job holds the data dir's writer lock.
+The demo and ingestion stages run only for a demo: the built-in one (``data/demo`` under the
+current folder) or one written elsewhere by ``benchmark demo --out DIR``; on a user's own data dir
+the pipeline starts from the ingested tables. A stage is skipped when a fingerprint of its inputs
+and parameters matches the one recorded in the data dir's pipeline state after its last
+successful run. The whole job holds the data dir's writer lock.
 """
 
 from __future__ import annotations
@@ -115,10 +116,10 @@ def prepare_demo(layout: DataLayout, pipeline: Pipeline, *, seed: int = 0) -> No
     """Generate (when absent) and ingest the built-in demo dataset into ``layout``."""
     from ..features.catalog import ingest_audio
     from ..features.charts import ingest_charts
-    from ..features.demo import demo_exists, make_demo
+    from ..features.demo import is_demo, make_demo
 
     raw = layout.raw_dir
-    if demo_exists(layout.root):
+    if is_demo(layout.root):
         # a demo of any size generated earlier (benchmark demo --songs ...) is kept as it is
         pipeline.timings.append(StageTiming("demo", 0.0, "up to date"))
         print(f"[demo] {raw} exists, kept")
@@ -249,12 +250,17 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
 
 def run_from_cli(args: argparse.Namespace) -> int:
     """``benchmark run``: build the config from the arguments and run the pipeline."""
+    from ..features.demo import is_demo
     from .report import terminal_table
 
     config = config_from_args(args)
-    demo = args.data_dir is None and config.data_dir == DEMO_DIR
-    if not demo and not config.data_dir.is_dir():
-        raise DataError(f"{config.data_dir}: data dir not found")
+    if args.data_dir is not None and not config.data_dir.is_dir():
+        raise DataError(
+            f"{config.data_dir}: data dir not found (for a demo there: benchmark demo --out "
+            f"{config.data_dir})"
+        )
+    # the built-in demo, or a demo that `benchmark demo --out DIR` wrote: its raw files get ingested
+    demo = (args.data_dir is None and config.data_dir == DEMO_DIR) or is_demo(config.data_dir)
     config.model_runs()  # fail fast on an unknown suite or model name
     total = time.perf_counter()
     results, timings, report = run_pipeline(

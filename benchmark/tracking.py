@@ -37,20 +37,32 @@ def git_commit(cwd: Path | None = None) -> str:
     Parameters
     ----------
     cwd : Path, optional
-        Folder inside the repository (default: this package's folder).
+        Folder inside the repository (default: this package's folder, when it is a checkout of
+        this project; an installed copy, for example a wheel in a virtual environment inside the
+        user's own repository, gives ``unknown``).
 
     Returns
     -------
     str
         Commit hash or ``unknown``.
     """
-    where = str(cwd or Path(__file__).resolve().parent)
+    here = Path(__file__).resolve()
+    where = str(cwd or here.parent)
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
         )
         if head.returncode != 0:
             return "unknown"
+        if cwd is None:
+            ours = subprocess.run(
+                ["git", "ls-files", "--error-unmatch", "--", here.name],
+                cwd=where,
+                capture_output=True,
+                timeout=10,
+            )
+            if ours.returncode != 0:
+                return "unknown"
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=where,

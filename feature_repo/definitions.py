@@ -38,6 +38,7 @@ from musicpop.features.store import (
     view_source,
 )
 
+# default: the CLI's default data dir, relative to the current folder (never the installed package)
 LAYOUT = DataLayout(Path(os.environ.get("MUSICPOP_DATA_DIR") or "data/demo").resolve())
 PERIOD = os.environ.get("MUSICPOP_PERIOD") or "weekly"
 # "parquet" (FileSource, for the duckdb offline store) or "postgres" (PostgreSQLSource tables that

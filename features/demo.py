@@ -447,6 +447,23 @@ def _remove_stale(folder: Path, keep: set[Path], pattern: re.Pattern[str]) -> No
             path.unlink()
 
 
+def is_demo(data_dir: Path | str) -> bool:
+    """Whether ``data_dir`` holds a complete demo written by :func:`make_demo`.
+
+    Parameters
+    ----------
+    data_dir : path
+        A dataset folder.
+
+    Returns
+    -------
+    bool
+        True when its marker (written last) and its ground truth exist.
+    """
+    layout = DataLayout(data_dir)
+    return (layout.raw_dir / _DEMO_FILE).is_file() and layout.ground_truth.exists()
+
+
 def make_demo(
     out_dir: Path | str,
     songs: int | None = None,
@@ -658,10 +675,4 @@ def make_demo(
     return out_dir
 
 
-__all__ = ["APPEAL_HORIZON", "REGIONS", "RegionProfile", "demo_exists", "make_demo", "taste"]
-
-
-def demo_exists(out_dir: Path | str) -> bool:
-    """Whether ``out_dir`` holds a complete demo (of any parameters)."""
-    layout = DataLayout(out_dir)
-    return (layout.raw_dir / _DEMO_FILE).is_file() and layout.ground_truth.exists()
+__all__ = ["APPEAL_HORIZON", "REGIONS", "RegionProfile", "make_demo", "taste"]

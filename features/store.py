@@ -59,6 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from .. import feature_repo
 from .errors import DataError
 from .feature_sets import (
     CLIPS,
@@ -73,7 +74,8 @@ from .layout import DataLayout, Table
 if TYPE_CHECKING:
     import feast
 
-REPO_DIR = Path(__file__).resolve().parents[1] / "feature_repo"
+# package data: the Feast repository ships inside the installed package (musicpop/feature_repo/)
+REPO_DIR = Path(feature_repo.__file__).resolve().parent
 DATA_DIR_ENV = "MUSICPOP_DATA_DIR"
 PERIOD_ENV = "MUSICPOP_PERIOD"
 OFFLINE_SOURCE_ENV = "MUSICPOP_OFFLINE_SOURCE"

@@ -11,8 +11,8 @@ from localserver import m4a_bytes, mp3_bytes
 
 from musicpop.features.audio import decode_audio
 from musicpop.features.collect.clips import ClipRejected, sniff_audio, store_clip
-from musicpop.features.layout import CollectLayout
 from musicpop.features.errors import DataError
+from musicpop.features.layout import CollectLayout
 
 TRACK = "1Qrg8KqiBpW07V7PNxwwwL"
 
