@@ -29,12 +29,14 @@ Dates, per format (``chart_date`` is always the day the chart period *starts*):
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from html.parser import HTMLParser
@@ -51,6 +53,24 @@ from .identifiers import is_region, normalise_region, parse_track_ids
 from .layout import STREAMS_COLUMNS, STREAMS_KEY, DataLayout
 
 SNIFF_BYTES = 65536
+CHART_KEY = ("region", "period", "chart_date")
+"""One chart: the rows of one region, period and date."""
+ORIGIN_COLUMNS = ("line", "reject", "detail", "unterminated")
+"""Columns a reader's ``read_rows`` adds to :data:`STREAMS_COLUMNS`: the row's line in the file,
+its rejection reason and detail when the reader already found it unreadable, and whether it is
+the last row of a file that does not end with a newline."""
+REJECT_REASONS: dict[str, str] = {
+    "malformed_line": "more or fewer fields than the header",
+    "bad_value": "a rank, streams, date or region that cannot be read",
+    "invalid_track_id": "no valid Spotify track id",
+    "rank_not_positive": "rank 0 or negative",
+    "streams_not_positive": "streams 0 or negative",
+    "duplicate_rank": "a rank held by more than one track of one chart",
+    "cut_short": "the last line of a file cut short: no final newline, a field cut",
+}
+"""Why :func:`check_rows` rejects a chart row (rejected rows are never stored)."""
+EXAMPLES_PER_REASON = 10
+_WHOLE_RE = r"[+-]?(?:\d{1,18}|\d{1,3}(?:,\d{3}){1,5})"
 
 
 class ChartFormat(Protocol):
@@ -105,24 +125,6 @@ def _looks_like_html(head: bytes) -> bool:
     return start.startswith("<!doctype html") or "<html" in start
 
 
-def _to_int(values: pd.Series, column: str) -> np.ndarray:
-    """Integers from numbers that may be quoted or carry thousands separators."""
-    if pd.api.types.is_integer_dtype(values):
-        return values.to_numpy(dtype=np.int64)
-    try:  # fast path: plain digit strings
-        return values.to_numpy(dtype=object).astype(np.int64)
-    except (TypeError, ValueError, OverflowError):
-        pass
-    cleaned = values.astype("string").str.replace(",", "", regex=False).str.strip()
-    numbers = pd.to_numeric(cleaned, errors="coerce")
-    if numbers.isna().any():
-        bad = values[numbers.isna()].iloc[0]
-        raise ChartFileError(f"non-numeric value {bad!r} in column {column!r}")
-    if (numbers % 1 != 0).any():
-        raise ChartFileError(f"non-integer value in column {column!r}")
-    return numbers.to_numpy(dtype=np.int64)
-
-
 def _dates_in_name(path: Path) -> list[date]:
     out = []
     for y, m, d in _DATE_RE.findall(path.name):
@@ -150,6 +152,51 @@ def _region_from_name(path: Path) -> str:
     raise ChartFileError("cannot tell the region from the file name or its folder")
 
 
+def _whole_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integers from text that may carry thousands separators; and a mask of the unreadable.
+
+    An unreadable value (empty, not a whole number, more than 18 digits) reads as 0 and is
+    flagged, so that its row can be rejected alone instead of the whole file.
+    """
+    n = len(values)
+    if pd.api.types.is_integer_dtype(values):
+        return values.to_numpy(dtype=np.int64), np.zeros(n, dtype=bool)
+    text = values.astype("string").str.strip()
+    readable = text.str.fullmatch(_WHOLE_RE).fillna(False).to_numpy(dtype=bool)
+    out = np.zeros(n, dtype=np.int64)
+    if readable.any():
+        out[readable] = text[readable].str.replace(",", "", regex=False).astype(np.int64)
+    return out, ~readable
+
+
+Origin = dict[str, np.ndarray]
+"""The :data:`ORIGIN_COLUMNS` of a reader's rows, as arrays (see :func:`_origin`)."""
+
+
+def _origin(n: int, lines: Sequence[int] | np.ndarray | None = None) -> Origin:
+    """Where each of ``n`` rows comes from (``line``) and whether it is already rejected."""
+    return {
+        "line": np.asarray(lines if lines is not None else np.zeros(n), dtype=np.int64),
+        "reject": np.full(n, None, dtype=object),
+        "detail": np.full(n, None, dtype=object),
+        "unterminated": np.zeros(n, dtype=bool),
+    }
+
+
+def _mark(origin: Origin, mask: np.ndarray, reason: str, details: Iterable[str]) -> None:
+    """Reject the rows of ``mask`` not rejected yet, for ``reason``.
+
+    ``details`` gives one text per row of ``mask`` (it is not consumed when the mask is empty).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return
+    texts = np.asarray(list(details), dtype=object)
+    fresh = mask & pd.isna(origin["reject"])
+    origin["reject"][fresh] = reason
+    origin["detail"][fresh] = texts[fresh[mask]]
+
+
 def _frame(
     *,
     region: str | pd.Series,
@@ -161,9 +208,11 @@ def _frame(
     title: pd.Series,
     artist: pd.Series,
     path: Path,
+    origin: Origin | None = None,
 ) -> pd.DataFrame:
-    """Assemble a streams frame whose ``track_id`` still holds the raw track references
-    (URL, URI or bare id); :func:`validate_track_ids` turns them into ids."""
+    """Assemble a reader's rows: :data:`STREAMS_COLUMNS` as read (``track_id`` the raw
+    references: URL, URI or bare id; ``rank`` and ``streams`` the text) plus the
+    :data:`ORIGIN_COLUMNS`; :func:`check_rows` turns them into plausible rows and rejected ones."""
     track_ids = track_refs.to_numpy(dtype=object)
     n = len(track_ids)
     if isinstance(chart_date, date):
@@ -174,50 +223,171 @@ def _frame(
     def text(values: str | pd.Series) -> str | np.ndarray:
         return values if isinstance(values, str) else values.to_numpy(dtype=object)
 
-    frame = pd.DataFrame(
-        {
-            "region": text(region),
-            "period": text(period),
-            "chart_date": dates,
-            "track_id": track_ids,
-            "rank": _to_int(rank, "rank"),
-            "streams": _to_int(streams, "streams"),
-            "title": text(title),
-            "artist": text(artist),
-            "source_file": str(path.resolve()),
-        },
-        columns=list(STREAMS_COLUMNS),
-    )
-    return frame
+    columns = {
+        "region": text(region),
+        "period": text(period),
+        "chart_date": dates,
+        "track_id": track_ids,
+        "rank": text(rank),
+        "streams": text(streams),
+        "title": text(title),
+        "artist": text(artist),
+        "source_file": str(path.resolve()),
+    }
+    return pd.DataFrame({**columns, **(origin if origin is not None else _origin(n))})
 
 
-def validate_track_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """Replace raw track references by validated ids; drop the rows without a valid id.
+def _examples(frame: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` rejected rows per reason as ``{file, line, reason, detail}``."""
+    head = frame.groupby("reason", sort=True).head(limit)
+    return [
+        {"file": f, "line": int(n), "reason": r, "detail": d}
+        for f, n, r, d in zip(
+            head["file"], head["line"], head["reason"], head["detail"], strict=True
+        )
+    ]
 
-    Vectorised (one RE2 pass over the column), so ingestion validates all files at once.
+
+def check_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate track ids and reject implausible rows, each with its file, line and reason.
+
+    Vectorised over many files at once (ingestion checks every file's rows in one pass). A row
+    is rejected (see :data:`REJECT_REASONS`) when a reader already found it unreadable, its
+    track id is not valid, its rank or streams are 0 or negative, its rank is held by another
+    row of the same chart in the same file (every row of that rank is rejected: which one is
+    right cannot be told), or it is the cut-off last line of a file. A file that does not end
+    with a newline may have been cut; its last line is rejected when its streams are shorter
+    than the neighbours allow: streams are non-increasing with rank in a chart (true of every
+    row of the real charts), so a number cut by one digit or more is at least ten times smaller
+    than the streams of the rank above (the largest drop between neighbours in the real charts
+    is 3.6 times, from rank 1 to 2), or smaller than those of a rank below.
 
     Parameters
     ----------
     frame
-        Rows from a reader's ``read_rows``: ``track_id`` holds URLs, URIs or bare ids.
+        Rows from readers' ``read_rows``: :data:`STREAMS_COLUMNS` plus :data:`ORIGIN_COLUMNS`.
 
     Returns
     -------
-    pandas.DataFrame
-        The valid rows (new index); ``attrs["invalid_track_ids"]`` is the number dropped and
-        ``attrs["invalid_by_file"]`` maps ``source_file`` to its count of dropped rows.
+    tuple of (pandas.DataFrame, pandas.DataFrame)
+        The plausible rows (:data:`STREAMS_COLUMNS` plus ``line``, track ids validated, new
+        index) and the rejected ones (``file``, ``line``, ``reason``, ``detail``, in file and
+        line order). The first frame's ``attrs["out_of_order"]`` lists kept rows whose streams
+        exceed those of the rank above them in the same file's chart (reported, kept: which of
+        the two rows is wrong cannot be told).
     """
+    frame = frame.reset_index(drop=True)
+    origin = {column: frame[column].to_numpy().copy() for column in ORIGIN_COLUMNS}
+    for column in ("rank", "streams"):
+        values, bad = _whole_numbers(frame[column])
+        raw = frame[column].to_numpy(dtype=object)
+        _mark(origin, bad, "bad_value", (f"{column} {v!r} is not a whole number" for v in raw[bad]))
+        frame[column] = values
+    raw_ids = frame["track_id"].to_numpy(dtype=object)
     ids = parse_track_ids(frame["track_id"])
-    valid = ids.notna().to_numpy()
-    out = frame[valid].reset_index(drop=True)
-    out["track_id"] = ids[valid].to_numpy(dtype=object)
-    out.attrs["invalid_track_ids"] = int((~valid).sum())
-    out.attrs["invalid_by_file"] = frame.loc[~valid, "source_file"].value_counts().to_dict()
-    return out
+    invalid = ids.isna().to_numpy()
+    _mark(origin, invalid, "invalid_track_id", (f"track {v!r}" for v in raw_ids[invalid]))
+    for column in ("rank", "streams"):
+        values = frame[column].to_numpy()
+        bad = values <= 0
+        _mark(origin, bad, f"{column}_not_positive", (f"{column} {v}" for v in values[bad]))
+
+    # the last line of a file without a final newline: cut somewhere inside?
+    unterminated = origin["unterminated"].astype(bool)
+    cut = unterminated & np.isin(
+        origin["reject"], ["malformed_line", "bad_value", "invalid_track_id"]
+    )
+    origin["detail"][cut] = [
+        f"the file ends without a newline inside this line: {d}" for d in origin["detail"][cut]
+    ]
+    origin["reject"][cut] = "cut_short"
+    ok = pd.isna(origin["reject"])
+    if (unterminated & ok).any():
+        files = frame.loc[unterminated & ok, "source_file"]
+        near = _neighbours(frame[ok & frame["source_file"].isin(files).to_numpy()])
+        last = near[unterminated[near.index]]
+        for index, row in last.iterrows():
+            if row["above"] >= 10 * row["streams"]:
+                neighbour = f"{row['above']:.0f} at rank {row['rank_above']:.0f}"
+            elif row["below"] > row["streams"]:
+                neighbour = f"{row['below']:.0f} at rank {row['rank_below']:.0f}"
+            else:
+                continue
+            origin["reject"][index] = "cut_short"
+            origin["detail"][index] = (
+                f"streams {row['streams']} at rank {row['rank']} are shorter than the "
+                f"neighbours allow ({neighbour}) and the file ends inside this line"
+            )
+
+    # duplicate ranks within one chart of one file: every row of such a rank
+    ok = pd.isna(origin["reject"])
+    file_rank = ["source_file", *CHART_KEY, "rank"]
+    dup = np.zeros(len(frame), dtype=bool)
+    dup[ok] = frame.loc[ok].duplicated(file_rank, keep=False).to_numpy()
+    if dup.any():
+        held = frame.loc[dup, file_rank].assign(line=origin["line"][dup])
+        lines = held.groupby(file_rank, sort=False)["line"].transform(
+            lambda s: ", ".join(str(v) for v in s.iloc[:5]) + (" ..." if len(s) > 5 else "")
+        )
+        _mark(
+            origin,
+            dup,
+            "duplicate_rank",
+            (
+                f"rank {r} is held by the rows of lines {ls}"
+                for r, ls in zip(held["rank"], lines, strict=True)
+            ),
+        )
+
+    rejected_mask = ~pd.isna(origin["reject"])
+    rejected = pd.DataFrame(
+        {
+            "file": frame.loc[rejected_mask, "source_file"].to_numpy(dtype=object),
+            "line": origin["line"][rejected_mask],
+            "reason": origin["reject"][rejected_mask],
+            "detail": origin["detail"][rejected_mask],
+        }
+    ).sort_values(["file", "line"], kind="stable", ignore_index=True)
+    kept = frame.loc[~rejected_mask, [*STREAMS_COLUMNS, "line"]].reset_index(drop=True)
+    kept["track_id"] = ids[~rejected_mask].to_numpy(dtype=object)
+    order = _neighbours(kept)
+    upward = order[order["streams"] > order["above"]]
+    kept.attrs["out_of_order"] = pd.DataFrame(
+        {
+            "file": upward["source_file"].to_numpy(dtype=object),
+            "line": upward["line"].to_numpy(dtype=np.int64),
+            "reason": "streams_out_of_order",
+            "detail": [
+                f"streams {s} at rank {r} exceed {a:.0f} at rank {ra:.0f}"
+                for s, r, a, ra in zip(
+                    upward["streams"],
+                    upward["rank"],
+                    upward["above"],
+                    upward["rank_above"],
+                    strict=True,
+                )
+            ],
+        }
+    )
+    return kept, rejected
+
+
+def _neighbours(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the streams and rank of their neighbours in rank order within the same
+    file's chart (``above``: the next better rank, ``below``: the next worse; NaN at the ends)."""
+    keys = ["source_file", *CHART_KEY]
+    ordered = rows.sort_values([*keys, "rank"], kind="stable")
+    groups = ordered.groupby(keys, sort=False)
+    return ordered.assign(
+        above=groups["streams"].shift(1),
+        rank_above=groups["rank"].shift(1),
+        below=groups["streams"].shift(-1),
+        rank_below=groups["rank"].shift(-1),
+    )
 
 
 class _Reader:
-    """Base of the registered readers: ``read`` = ``read_rows`` + track-id validation."""
+    """Base of the registered readers: ``read`` = ``read_rows`` + :func:`check_rows`."""
 
     name = ""
 
@@ -225,15 +395,104 @@ class _Reader:
         raise NotImplementedError
 
     def read(self, path: Path) -> pd.DataFrame:
-        """Read ``path`` into :data:`STREAMS_COLUMNS` (invalid track ids dropped and counted)."""
-        return validate_track_ids(self.read_rows(path))
+        """Read ``path`` into :data:`STREAMS_COLUMNS`: its plausible rows.
+
+        ``attrs["rejected"]`` holds the rejected rows (``file``, ``line``, ``reason``,
+        ``detail``), ``attrs["invalid_track_ids"]`` the number rejected for their track id and
+        ``attrs["out_of_order"]`` the kept rows whose streams exceed the rank above them.
+        """
+        kept, rejected = check_rows(self.read_rows(path))
+        out = kept[list(STREAMS_COLUMNS)]
+        out.attrs = {
+            "rejected": rejected,
+            "invalid_track_ids": int((rejected["reason"] == "invalid_track_id").sum()),
+            "out_of_order": kept.attrs["out_of_order"],
+        }
+        return out
 
 
-def _read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
+def _read_csv(
+    path: Path, is_header: Callable[[list[str]], bool] | None = None
+) -> tuple[pd.DataFrame, Origin]:
+    """A chart CSV's rows after its header line, as text, and their origin.
+
+    Parameters
+    ----------
+    path
+        The file (UTF-8, with or without a byte-order mark).
+    is_header
+        Which record is the header (given its lower-cased, stripped fields); default the first
+        non-blank record.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, Origin)
+        The rows (one text column per header name, stripped and lower-case; blank lines
+        skipped) and their origin (:func:`_origin`): ``line``, the row's first line in the
+        file; ``malformed_line`` for a row with more or fewer fields than the header;
+        ``cut_short`` for a last line that ends inside a quoted field; ``unterminated`` for the
+        last row of a file without a final newline.
+    """
     try:
-        return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, **kwargs)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise ChartFileError(f"CSV parse error: {str(exc).splitlines()[0]}") from None
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ChartFileError(f"not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    fed: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            fed.append(line)
+            yield line
+
+    reader = csv.reader(lines())
+    header: list[str] | None = None
+    records: list[list[str]] = []
+    starts: list[int] = []
+    last_raw = ""
+    try:
+        while True:
+            start = reader.line_num + 1
+            fed.clear()
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            if not any(field.strip() for field in record):
+                continue
+            if header is None:
+                fields = [field.strip().lower() for field in record]
+                if is_header is None or is_header(fields):
+                    header = fields
+                continue
+            records.append(record)
+            starts.append(start)
+            last_raw = "".join(fed)
+    except csv.Error as exc:
+        raise ChartFileError(f"CSV parse error at line {reader.line_num}: {exc}") from None
+    if header is None:
+        raise ChartFileError("no header line")
+    width = len(header)
+    origin = _origin(len(records), starts)
+    malformed = np.array([len(r) != width for r in records], dtype=bool)
+    _mark(
+        origin,
+        malformed,
+        "malformed_line",
+        (f"{len(r)} fields, the header has {width}" for r in records if len(r) != width),
+    )
+    if records and not text.endswith(("\n", "\r")):
+        origin["unterminated"][-1] = True
+        try:
+            list(csv.reader(io.StringIO(last_raw, newline=""), strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                origin["reject"][-1] = "cut_short"
+                origin["detail"][-1] = "the file ends inside a quoted field of this line"
+    padded = [(r + [""] * width)[:width] for r in records]
+    columns: dict[str, list[str]] = {}
+    for i, name in enumerate(header):
+        columns.setdefault(name, [r[i] for r in padded])
+    return pd.DataFrame(columns, dtype=object), origin
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str]) -> None:
@@ -251,19 +510,15 @@ class SpotifyChartsLegacyCSV(_Reader):
     ``Position,"Track Name",Artist,Streams,URL``. Region and dates come from the file name."""
 
     name = "spotifycharts_legacy_csv"
+    _COLUMNS = ("position", "track name", "artist", "streams", "url")
     _HEADER = re.compile(r'^"?position"?,"?track name"?,"?artist"?,"?streams"?,"?url"?', re.M)
 
     def sniff(self, path: Path, head: bytes) -> bool:
         return bool(self._HEADER.search(_text_head(head)[:4096].lower()))
 
     def read_rows(self, path: Path) -> pd.DataFrame:
-        with path.open("rb") as handle:
-            head = handle.read(4096)
-        lines = _text_head(head).lower().splitlines()
-        header_at = next(i for i, line in enumerate(lines) if self._HEADER.match(line))
-        rows = _read_csv(path, skiprows=header_at)
-        rows.columns = [c.strip().lower() for c in rows.columns]
-        _require(rows, ["position", "track name", "artist", "streams", "url"])
+        rows, origin = _read_csv(path, is_header=lambda fields: tuple(fields[:5]) == self._COLUMNS)
+        _require(rows, self._COLUMNS)
         period, chart_date = self._period_and_date(path)
         return _frame(
             region=_region_from_name(path),
@@ -275,6 +530,7 @@ class SpotifyChartsLegacyCSV(_Reader):
             title=rows["track name"],
             artist=rows["artist"],
             path=path,
+            origin=origin,
         )
 
     @staticmethod
@@ -313,7 +569,7 @@ class SpotifyChartsCSV(_Reader):
             )
         region, period = normalise_region(match.group(1)), match.group(2).lower()
         chart_date = dates[-1] - timedelta(days=6) if period == "weekly" else dates[-1]
-        rows = _read_csv(path)
+        rows, origin = _read_csv(path)
         _require(rows, ["rank", "uri", "artist_names", "track_name", "streams"])
         return _frame(
             region=region,
@@ -325,6 +581,7 @@ class SpotifyChartsCSV(_Reader):
             title=rows["track_name"],
             artist=rows["artist_names"],
             path=path,
+            origin=origin,
         )
 
 
@@ -341,15 +598,16 @@ class DailyExportCSV(_Reader):
         return set(self._NEEDED) <= cols
 
     def read_rows(self, path: Path) -> pd.DataFrame:
-        rows = _read_csv(path)
+        rows, origin = _read_csv(path)
         _require(rows, self._NEEDED)
         regions = rows["country_short"].str.strip().str.lower()
-        bad = ~regions.str.fullmatch(r"[a-z]{2}|global")
-        if bad.any():
-            raise ChartFileError(f"bad region code {rows['country_short'][bad].iloc[0]!r}")
+        bad = ~regions.str.fullmatch(r"[a-z]{2}|global").to_numpy(dtype=bool)
+        _mark(origin, bad, "bad_value", (f"region {r!r}" for r in rows["country_short"][bad]))
         dates = pd.to_datetime(rows["date"], format="%Y-%m-%d", errors="coerce")
-        if dates.isna().any():
-            raise ChartFileError(f"bad date {rows['date'][dates.isna()].iloc[0]!r}")
+        bad = dates.isna().to_numpy()
+        _mark(
+            origin, bad, "bad_value", (f"date {d!r} is not YYYY-MM-DD" for d in rows["date"][bad])
+        )
         return _frame(
             region=regions,
             period="daily",
@@ -360,6 +618,7 @@ class DailyExportCSV(_Reader):
             title=rows["track"],
             artist=rows["artist"],
             path=path,
+            origin=origin,
         )
 
 
@@ -371,6 +630,7 @@ class _Table:
     attrs: dict[str, str]
     context: str  # text seen before the table (headings), lower-case
     rows: list[list[tuple[str, list[str]]]] = field(default_factory=list)  # cells: (text, hrefs)
+    lines: list[int] = field(default_factory=list)  # the line of each row's <tr> in the page
 
 
 class _TableParser(HTMLParser):
@@ -394,6 +654,7 @@ class _TableParser(HTMLParser):
             self._stack.append(table)
         elif tag == "tr" and self._stack:
             self._stack[-1].rows.append([])
+            self._stack[-1].lines.append(self.getpos()[0])
         elif tag in ("td", "th") and self._stack:
             self._cell, self._hrefs = [], []
         elif tag == "a" and self._cell is not None:
@@ -410,6 +671,7 @@ class _TableParser(HTMLParser):
             rows = self._stack[-1].rows
             if not rows:
                 rows.append([])
+                self._stack[-1].lines.append(self.getpos()[0])
             rows[-1].append((" ".join("".join(self._cell).split()), self._hrefs))
             self._cell = None
         elif tag == "title":
@@ -512,7 +774,7 @@ class _KworbCountryHTML(_Reader):
         except ValueError as exc:
             raise ChartFileError(f"bad chart date on the page: {exc}") from None
         chart_date = printed - timedelta(days=6) if self.period == "weekly" else printed
-        refs, ranks, streams, titles, artists = [], [], [], [], []
+        refs, ranks, streams, titles, artists, lines = [], [], [], [], [], []
         for number, row in enumerate(table.rows[1:], start=1):
             if not row:
                 continue
@@ -536,6 +798,7 @@ class _KworbCountryHTML(_Reader):
             streams.append(count)
             titles.append(title.strip() or name_text)
             artists.append(artist.strip())
+            lines.append(table.lines[number])
         if not refs:
             raise ChartFileError("the kworb chart table has no rows")
         repeated = sorted({r for r in ranks if ranks.count(r) > 1}, key=int)
@@ -551,6 +814,7 @@ class _KworbCountryHTML(_Reader):
             title=pd.Series(titles),
             artist=pd.Series(artists),
             path=path,
+            origin=_origin(len(refs), lines),
         )
 
 
@@ -608,12 +872,12 @@ class KworbTrackHTML(_Reader):
             if len(header) < 2 or header[0] != "date":
                 continue
             dated = []
-            for row in table.rows[1:]:
+            for row, line in zip(table.rows[1:], table.lines[1:], strict=True):
                 label = row[0][0].strip() if row else ""
                 m = _ROW_DATE_RE.match(label)
                 if m:
                     try:
-                        dated.append((date(*(int(g) for g in m.groups())), row))
+                        dated.append((date(*(int(g) for g in m.groups())), row, line))
                     except ValueError as exc:
                         raise ChartFileError(f"row {label!r}: bad date ({exc})") from None
                 elif row and label.lower() not in ("total", "peak", ""):
@@ -623,10 +887,10 @@ class KworbTrackHTML(_Reader):
                     )
             if not dated:
                 continue
-            period = self._period(table, [d for d, _ in dated])
+            period = self._period(table, [d for d, _, _ in dated])
             regions = header[1:]
             records = []
-            for day, row in dated:
+            for day, row, line in dated:
                 chart_date = day - timedelta(days=6) if period == "weekly" else day
                 if len(row) - 1 != len(regions):
                     raise ChartFileError(
@@ -635,7 +899,7 @@ class KworbTrackHTML(_Reader):
                 for region, (text, _) in zip(regions, row[1:], strict=True):
                     cell = _CELL_RE.match(text)
                     if cell:
-                        records.append((region, chart_date, cell.group(1), cell.group(2)))
+                        records.append((region, chart_date, cell.group(1), cell.group(2), line))
                     elif text.strip() not in _EMPTY_CELLS:
                         raise ChartFileError(
                             f"row {day:%Y/%m/%d}, column {region!r}: cannot read {text!r} "
@@ -643,7 +907,7 @@ class KworbTrackHTML(_Reader):
                         )
             if not records:
                 continue
-            region_col, date_col, rank_col, streams_col = zip(*records, strict=True)
+            region_col, date_col, rank_col, streams_col, line_col = zip(*records, strict=True)
             bad = sorted({r for r in region_col if not is_region(r)})
             if bad:
                 raise ChartFileError(f"unknown region column(s) {bad} in the kworb table")
@@ -659,6 +923,7 @@ class KworbTrackHTML(_Reader):
                     title=pd.Series([title] * n, dtype=object),
                     artist=pd.Series([artist] * n, dtype=object),
                     path=path,
+                    origin=_origin(n, line_col),
                 )
             )
         if not frames:
@@ -740,13 +1005,15 @@ def read_chart_file(path: Path, validate: bool = True) -> tuple[str, pd.DataFram
     path
         A chart file.
     validate
-        Validate track ids (:func:`validate_track_ids`); False leaves the raw references, for
-        callers that validate many files in one pass.
+        Check the rows (:func:`check_rows`: track ids validated, implausible rows rejected);
+        False returns the reader's rows as they are (raw track references, plus the
+        :data:`ORIGIN_COLUMNS`), for callers that check many files in one pass.
 
     Returns
     -------
     tuple of (str, pandas.DataFrame)
-        The format name and the rows (:data:`STREAMS_COLUMNS`).
+        The format name and the rows (:data:`STREAMS_COLUMNS`; with ``validate``, the rejected
+        ones are in ``attrs["rejected"]``, see ``_Reader.read``).
 
     Raises
     ------
@@ -763,9 +1030,22 @@ def read_chart_file(path: Path, validate: bool = True) -> tuple[str, pd.DataFram
         frame = reader.read(path) if validate else reader.read_rows(path)
     except DataError as exc:
         raise ChartFileError(str(exc)) from None
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError) as exc:
+        # a reader tripping over content it did not foresee: skip the file, say why
+        raise ChartFileError(f"cannot read it ({type(exc).__name__}: {exc})") from None
+    if validate and frame.empty and len(frame.attrs["rejected"]):
+        raise ChartFileError(_nothing_kept(frame.attrs["rejected"]["reason"]))
     if frame.empty:
-        raise ChartFileError("no chart rows" + (" with a valid track id" if validate else ""))
+        raise ChartFileError("no chart rows")
     return name, frame
+
+
+def _nothing_kept(reasons: pd.Series) -> str:
+    """Why a file gave no row: every row was rejected (see the ingest report for each)."""
+    if (reasons == "invalid_track_id").all():
+        return "no chart rows with a valid track id"
+    counts = ", ".join(f"{n} {r}" for r, n in reasons.value_counts().sort_index().items())
+    return f"every chart row was rejected ({counts})"
 
 
 # --- ingestion --------------------------------------------------------------------------------
@@ -782,19 +1062,47 @@ class IngestReport:
     rows_read: int = 0
     rows_added: int = 0
     rows_present: int = 0
-    invalid_track_ids: int = 0
     conflicts: int = 0
     conflict_examples: list[dict[str, Any]] = field(default_factory=list)
+    rows_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    rejected_by_file: dict[str, dict[str, int]] = field(default_factory=dict)
+    rejected_examples: list[dict[str, Any]] = field(default_factory=list)
+    out_of_order: int = 0
+    out_of_order_examples: list[dict[str, Any]] = field(default_factory=list)
+    charts_with_rank_gaps: int = 0
+    rank_gap_examples: list[dict[str, Any]] = field(default_factory=list)
     rows_total: int = 0
     seconds: float = 0.0
+
+    @property
+    def invalid_track_ids(self) -> int:
+        """Rows rejected because they have no valid track id."""
+        return self.rejected_by_reason.get("invalid_track_id", 0)
 
     @property
     def skipped_by_reason(self) -> dict[str, int]:
         """Number of skipped files per reason."""
         return dict(Counter(reason for _, reason in self.skipped))
 
+    def add_rejected(self, rejected: pd.DataFrame, max_examples: int = EXAMPLES_PER_REASON) -> None:
+        """Count rejected rows (``file``, ``line``, ``reason``, ``detail``) and keep examples."""
+        if rejected.empty:
+            return
+        self.rows_rejected += len(rejected)
+        for reason, count in rejected["reason"].value_counts().items():
+            self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + int(count)
+        for (file, reason), count in rejected.groupby(["file", "reason"]).size().items():
+            per_file = self.rejected_by_file.setdefault(file, {})
+            per_file[reason] = per_file.get(reason, 0) + int(count)
+        shown = Counter(example["reason"] for example in self.rejected_examples)
+        for example in _examples(rejected, max_examples):
+            if shown[example["reason"]] < max_examples:
+                shown[example["reason"]] += 1
+                self.rejected_examples.append(example)
+
     def summary(self) -> str:
-        """A few human-readable lines: files, skips by reason, rows, conflicts."""
+        """A few human-readable lines: files, skips by reason, rows, rejected rows, conflicts."""
         fmt = ", ".join(f"{n} {name}" for name, n in sorted(self.formats.items())) or "none"
         lines = [
             f"read {self.files_read:,} chart files ({fmt}) in {self.seconds:.1f} s",
@@ -807,8 +1115,29 @@ class IngestReport:
             f"rows: {self.rows_read:,} read, {self.rows_added:,} added, "
             f"{self.rows_present:,} already present; the streams table now has {self.rows_total:,} rows"
         )
-        if self.invalid_track_ids:
-            lines.append(f"dropped {self.invalid_track_ids:,} rows without a valid track id")
+        if self.rows_rejected:
+            lines.append(
+                f"REJECTED {self.rows_rejected:,} rows (not stored; every one is listed by "
+                "reason and file in ingest_report.json):"
+            )
+            for reason, count in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
+                examples = [e for e in self.rejected_examples if e["reason"] == reason][:3]
+                shown = "; ".join(f"{e['file']}:{e['line']} ({e['detail']})" for e in examples)
+                lines.append(f"  {count:,} x {reason} ({REJECT_REASONS[reason]}): e.g. {shown}")
+        if self.out_of_order:
+            shown = "; ".join(
+                f"{e['file']}:{e['line']} ({e['detail']})" for e in self.out_of_order_examples[:3]
+            )
+            lines.append(
+                f"warning: {self.out_of_order:,} rows have more streams than the rank above them "
+                f"(kept: which of the two is wrong cannot be told): e.g. {shown}"
+            )
+        if self.charts_with_rank_gaps:
+            shown = "; ".join(_gap_text(e) for e in self.rank_gap_examples[:3])
+            lines.append(
+                f"{self.charts_with_rank_gaps:,} charts have gaps in their ranks (kept; their "
+                f"chart size and floor are only bounds, see docs/targets.md): e.g. {shown}"
+            )
         if self.conflicts:
             lines.append(
                 f"CONFLICTS: {self.conflicts:,} rows disagree with a row already stored for the "
@@ -830,11 +1159,32 @@ class IngestReport:
             "rows_added": self.rows_added,
             "rows_present": self.rows_present,
             "invalid_track_ids": self.invalid_track_ids,
+            "rows_rejected": self.rows_rejected,
+            "rejected_by_reason": self.rejected_by_reason,
+            "rejected_by_file": self.rejected_by_file,
+            "rejected_examples": self.rejected_examples,
+            "out_of_order": self.out_of_order,
+            "out_of_order_examples": self.out_of_order_examples,
+            "charts_with_rank_gaps": self.charts_with_rank_gaps,
+            "rank_gap_examples": self.rank_gap_examples,
             "conflicts": self.conflicts,
             "conflict_examples": self.conflict_examples,
             "rows_total": self.rows_total,
             "seconds": round(self.seconds, 3),
         }
+
+
+def _gap_text(example: dict[str, Any]) -> str:
+    missing = example["missing_ranks"]
+    more = (
+        f" and {example['n_missing'] - len(missing)} more"
+        if example["n_missing"] > len(missing)
+        else ""
+    )
+    return (
+        f"{example['region']} {example['period']} {example['chart_date']} has no rank "
+        f"{', '.join(map(str, missing))}{more} of 1-{example['max_rank']}"
+    )
 
 
 def _chart_files(paths: Sequence[Path | str]) -> list[Path]:
@@ -893,7 +1243,8 @@ def _empty_streams() -> pd.DataFrame:
 def _merge(
     existing: pd.DataFrame, new: pd.DataFrame, report: IngestReport, max_examples: int = 5
 ) -> pd.DataFrame:
-    """Union keeping the first row per key (existing rows first); count duplicates and conflicts."""
+    """Union keeping the first row per key (existing rows first); count duplicates and
+    conflicts; reject a new row whose rank of its chart is already held by another track."""
     combined = pd.concat([existing, new], ignore_index=True)
     duplicate = combined.duplicated(list(STREAMS_KEY), keep="first")
     kept = combined[~duplicate]
@@ -930,8 +1281,66 @@ def _merge(
                     },
                 }
             )
+    chart_rank = [*CHART_KEY, "rank"]
+    taken = kept.duplicated(chart_rank, keep="first").to_numpy() & (kept.index >= len(existing))
+    if taken.any():
+        holders = kept[~kept.duplicated(chart_rank, keep="first")][
+            [*chart_rank, "track_id", "source_file"]
+        ]
+        clash = kept[taken].merge(holders, on=chart_rank, suffixes=("", "_holder"), how="left")
+        report.add_rejected(
+            pd.DataFrame(
+                {
+                    "file": clash["source_file"].to_numpy(dtype=object),
+                    "line": clash["line"].fillna(0).to_numpy(dtype=np.int64),
+                    "reason": "duplicate_rank",
+                    "detail": [
+                        f"rank {r} of this chart is already held by track {t} from {f}"
+                        for r, t, f in zip(
+                            clash["rank"],
+                            clash["track_id_holder"],
+                            clash["source_file_holder"],
+                            strict=True,
+                        )
+                    ],
+                }
+            )
+        )
+        kept = kept[~taken]
     report.rows_added += len(kept) - len(existing)
-    return kept
+    return kept.drop(columns="line", errors="ignore")
+
+
+def _rank_gaps(
+    streams: pd.DataFrame, charts: pd.DataFrame, report: IngestReport, limit: int = 10
+) -> None:
+    """Count the charts (of those in ``charts``) whose ranks skip a number below their largest."""
+    touched = streams.merge(charts.drop_duplicates(), on=list(CHART_KEY))
+    ranks = touched.groupby(list(CHART_KEY))["rank"].agg(["nunique", "max"])
+    gapped = ranks[ranks["nunique"] < ranks["max"]]
+    report.charts_with_rank_gaps = len(gapped)
+    for key in gapped.index[:limit]:
+        region, period, chart_date = key
+        held = set(
+            touched.loc[
+                (touched["region"] == region)
+                & (touched["period"] == period)
+                & (touched["chart_date"] == chart_date),
+                "rank",
+            ]
+        )
+        top = int(gapped.loc[key, "max"])
+        missing = [r for r in range(1, top) if r not in held]
+        report.rank_gap_examples.append(
+            {
+                "region": region,
+                "period": period,
+                "chart_date": str(pd.Timestamp(chart_date).date()),
+                "max_rank": top,
+                "n_missing": len(missing),
+                "missing_ranks": missing[:10],
+            }
+        )
 
 
 def ingest_charts(
@@ -993,12 +1402,16 @@ def ingest_charts(
         frames.append(frame)
         if on_file:
             on_file(path, name)
-    new = _empty_streams()
+    new = _empty_streams().assign(line=pd.Series(dtype=np.int64))
     if frames:
-        new = validate_track_ids(pd.concat(frames, ignore_index=True))  # one pass for all files
-        report.invalid_track_ids = new.attrs["invalid_track_ids"]
-        for source in set(format_of) - set(new["source_file"].unique()):
-            report.skipped.append((source, "no chart rows with a valid track id"))
+        new, rejected = check_rows(pd.concat(frames, ignore_index=True))  # one pass for all files
+        report.add_rejected(rejected)
+        out_of_order = new.attrs["out_of_order"]
+        report.out_of_order = len(out_of_order)
+        report.out_of_order_examples = _examples(out_of_order, EXAMPLES_PER_REASON)
+        for source in sorted(set(format_of) - set(new["source_file"].unique())):
+            reasons = rejected.loc[rejected["file"] == source, "reason"]
+            report.skipped.append((source, _nothing_kept(reasons)))
             del format_of[source]
     report.formats = dict(Counter(format_of.values()))
     report.files_read = len(format_of)
@@ -1008,6 +1421,7 @@ def ingest_charts(
         merged = merged.sort_values(["region", "period", "chart_date", "rank", "track_id"])
         layout.streams.write(merged.reset_index(drop=True))
     report.rows_total = len(merged)
+    _rank_gaps(merged, new[list(CHART_KEY)], report)
     build_catalog(layout.root)
     report.seconds = time.perf_counter() - started
     layout.ingest_report.write(report.to_dict())
@@ -1016,12 +1430,14 @@ def ingest_charts(
 
 __all__ = [
     "CHART_FORMATS",
+    "ORIGIN_COLUMNS",
+    "REJECT_REASONS",
     "ChartFileError",
     "IngestReport",
+    "check_rows",
     "detect_format",
     "ingest_charts",
     "read_chart_file",
     "read_streams",
     "register",
-    "validate_track_ids",
 ]
