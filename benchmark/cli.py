@@ -341,11 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Links audio files under FOLDER to catalog tracks. A file named <track_id>.mp3 (or "
             "<track_id>_<k>.mp3 for further clips) is linked directly; otherwise --mapping gives a CSV "
-            "with columns path,track_id (and optionally song_id to override song grouping)."
+            "with columns path,track_id (and optionally song_id to override song grouping). Every "
+            "audio file, found in FOLDER or named by the mapping, must resolve (after following "
+            "symlinks) inside FOLDER: one that resolves outside it (a symlink to a system file, "
+            "../, an absolute path elsewhere) is rejected, never linked, and listed with the reason."
         ),
     )
     p.add_argument("folder", type=Path, help="folder of audio files (mp3, ogg, wav, flac)")
-    p.add_argument("--mapping", type=Path, default=None, help="CSV: path,track_id[,song_id]")
+    p.add_argument(
+        "--mapping",
+        type=Path,
+        default=None,
+        help="CSV: path,track_id[,song_id]; a relative path is taken from the CSV's folder, else "
+        "from FOLDER, and must resolve inside FOLDER",
+    )
     _writer_args(p)
     p.set_defaults(handler=_cmd_ingest_audio)
 

@@ -279,6 +279,7 @@ class AudioIngestReport:
     linked_by_name: int = 0
     linked_by_mapping: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    outside: list[tuple[str, str]] = field(default_factory=list)
     mapping_rows_without_file: int = 0
     clips_added: int = 0
     clips_total: int = 0
@@ -295,6 +296,12 @@ class AudioIngestReport:
             f"{self.tracks_with_audio:,} tracks with audio "
             f"({self.tracks_without_charts:,} of them not in any chart)",
         ]
+        if self.outside:
+            lines.append(
+                f"REJECTED {len(self.outside):,} paths that resolve outside the audio folder "
+                "(not linked):"
+            )
+            lines.extend(f"  {where}: {reason}" for where, reason in self.outside)
         if self.skipped:
             lines.append(f"skipped {len(self.skipped):,} files, e.g.:")
             lines.extend(f"  {path}: {reason}" for path, reason in self.skipped[:5])
@@ -313,7 +320,10 @@ def ingest_audio(
     A file named ``<track_id>.<ext>`` or ``<track_id>_<k>.<ext>`` (``k`` = clip index) is linked
     directly; other files need a row in ``mapping`` (columns ``path,track_id``; a relative
     ``path`` is taken relative to the mapping file's folder, else to ``folder``), which also wins
-    over the file name. Unlinked files are skipped and reported. Clips are numbered per track
+    over the file name. Unlinked files are skipped and reported. Every file, whether found in
+    ``folder`` or named by the mapping, must resolve (after following symlinks) inside
+    ``folder``: one that resolves outside it (a symlink to a system file, ``../``, an absolute
+    path elsewhere) is never linked and is listed in the report. Clips are numbered per track
     (0, 1, ...) by ``k`` then path; clips already stored keep their number. Re-running is
     idempotent. A mapping's ``source``, ``source_id``, ``sha256`` and ``fetched_at`` columns
     (:data:`CLIP_PROVENANCE_COLUMNS`) are carried into ``clips.parquet`` for its files.
@@ -351,30 +361,41 @@ def ingest_audio(
     if mapping is not None:
         table = read_mapping(mapping)
         base = folder if isinstance(mapping, pd.DataFrame) else Path(mapping).resolve().parent
+        source = "mapping" if isinstance(mapping, pd.DataFrame) else str(mapping)
         if "path" not in table.columns:
             raise DataError(f"{mapping}: mapping needs a 'path' column to link audio files")
         hits = []
-        for raw, track_id in zip(table["path"], table["track_id"], strict=True):
+        for line, (raw, track_id) in enumerate(
+            zip(table["path"], table["track_id"], strict=True), start=2
+        ):
             if not isinstance(raw, str):
                 hits.append(None)
                 continue
             candidates = [Path(raw)] if Path(raw).is_absolute() else [base / raw, folder / raw]
             hit = next((c.resolve() for c in candidates if c.is_file()), None)
-            hits.append(str(hit) if hit else None)
-            if hit is None:
+            if hit is not None and not hit.is_relative_to(folder):
+                report.outside.append((f"{source}:{line}", f"{raw!r} resolves to {hit}"))
+                hit = None
+            elif hit is None:
                 report.mapping_rows_without_file += 1
             else:
                 by_path[str(hit)] = track_id
+            hits.append(str(hit) if hit else None)
         carried = [c for c in CLIP_PROVENANCE_COLUMNS if c in table.columns]
         provenance = table.assign(audio_path=hits).dropna(subset=["audio_path"])[
             ["audio_path", *carried]
         ]
 
-    files = sorted(
-        p.resolve()
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-    )
+    found: dict[Path, None] = {}
+    for p in sorted(folder.rglob("*")):
+        if not (p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
+            continue
+        target = p.resolve()
+        if target.is_relative_to(folder):
+            found[target] = None
+        else:
+            report.outside.append((str(p), f"resolves to {target}"))
+    files = sorted(found)
     report.files_found = len(files)
     rows = []
     for path in files:
