@@ -6,8 +6,9 @@ the columns its readers may rely on, the command that rebuilds it). A table is
 
 - **written atomically**: to a temporary file in the same folder, then ``os.replace``, so a
   killed command never leaves half a file;
-- **checksummed**: the SHA-256 of the Parquet file's bytes up to its footer is stored in the
-  footer's key-value metadata (``musicpop.sha256``), so a change to any data byte is caught;
+- **checksummed**: the SHA-256 of the Parquet file's bytes (its footer included, but for the
+  checksum's own characters) is stored in the footer's key-value metadata (``musicpop.sha256``),
+  so a change to any byte is caught;
 - **read with checks**: a missing, unreadable or corrupted file, or one without a contract
   column, is a :class:`~features.errors.DataError` of one line that names the file and the
   command that rebuilds it.
@@ -58,9 +59,17 @@ from .errors import DataError
 from .identifiers import TRACK_ID_RE
 
 CHECKSUM_KEY = b"musicpop.sha256"
-"""Footer metadata key of a table's checksum: SHA-256 of the file's bytes before the footer."""
+"""Footer metadata key of a table's checksum: SHA-256 of the file's bytes (see
+:data:`CHECKSUM_SCOPE_KEY`)."""
 CHECKSUM_BYTES_KEY = b"musicpop.bytes"
-"""Footer metadata key of the number of bytes the checksum covers."""
+"""Footer metadata key of the number of bytes before the footer."""
+CHECKSUM_SCOPE_KEY = b"musicpop.sha256_scope"
+"""Footer metadata key saying what the checksum covers: ``file`` = every byte of the file, the
+footer included, with :data:`_PLACEHOLDER` in place of the checksum's own 64 characters (a
+damaged footer can rename a column or change statistics without failing to parse; in a wide
+table of few rows the footer is most of the file). Absent: the bytes before the footer only
+(tables written before the footer was covered)."""
+_PLACEHOLDER = b"musicpop-sha256-placeholder".ljust(64, b"-")
 LOCK_NAME = ".lock"
 
 STREAMS_COLUMNS = (
@@ -180,12 +189,23 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     ------
     Path
         Where to write. On an exception it is removed and ``path`` is left as it was.
+
+    Raises
+    ------
+    DataError
+        The temporary file cannot be made, or cannot replace ``path`` (a folder in its place).
     """
     path = Path(path)
-    tmp = _temporary(path)
+    try:
+        tmp = _temporary(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write beside it ({exc.strerror or exc})") from None
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # e.g. a folder where the file should be
+            raise DataError(f"{path}: cannot replace it ({exc.strerror or exc})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -274,12 +294,25 @@ class ChecksummedWriter:
         self.rows += data.num_rows
 
     def close(self, metadata: Mapping[str, str] | None = None) -> None:
-        """Write the footer with the checksum (and ``metadata``) and close the file."""
+        """Write the footer with the checksum (and ``metadata``) and close the file.
+
+        The footer is written with a placeholder for the checksum, which is then computed over
+        every byte of the file and written over the placeholder (same length, in place).
+        """
         extra = {key: str(value) for key, value in (metadata or {}).items()}
-        extra[CHECKSUM_KEY.decode()] = self._sink.digest.hexdigest()
+        extra[CHECKSUM_KEY.decode()] = _PLACEHOLDER.decode()
         extra[CHECKSUM_BYTES_KEY.decode()] = str(self._sink.count)
+        extra[CHECKSUM_SCOPE_KEY.decode()] = "file"
+        data_bytes = self._sink.count
         self._writer.add_key_value_metadata(extra)
         self._writer.close()
+        handle = self._sink.handle
+        handle.flush()
+        handle.seek(data_bytes)
+        at = handle.read().rfind(_PLACEHOLDER)
+        handle.seek(data_bytes + at)
+        handle.write(self._sink.digest.hexdigest().encode())
+        handle.seek(0, io.SEEK_END)
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
@@ -330,6 +363,12 @@ def file_checksum(path: Path) -> str | None:
                 break
             digest.update(block)
             left -= len(block)
+        if metadata.get(CHECKSUM_SCOPE_KEY) == b"file":
+            footer = handle.read()
+            at = footer.rfind(stored)
+            if len(stored) != len(_PLACEHOLDER) or at < 0:
+                raise DataError(f"{path}: damaged (its checksum is not where it was written)")
+            digest.update(footer[:at] + _PLACEHOLDER + footer[at + len(stored) :])
     if digest.hexdigest() != stored.decode():
         raise DataError(f"{path}: damaged (checksum mismatch: its bytes changed after writing)")
     _VERIFIED[memo] = stored.decode()
@@ -452,7 +491,7 @@ class Table:
         ChecksummedWriter
             Call ``write(table_or_batch)``.
         """
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
+        with atomic_path(self.path) as tmp, open(tmp, "w+b") as handle:
             sink = _HashingSink(handle)
             writer = ChecksummedWriter(sink, schema)
             try:
