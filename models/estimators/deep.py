@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -125,6 +126,47 @@ def with_overrides(base: Any, overrides: Any, what: str) -> Any:
 
 
 # --- data -----------------------------------------------------------------------------------
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A training checkpoint, loaded as plain tensors and numbers only.
+
+    ``torch.load(weights_only=True)`` refuses any file that asks to import something (a pickle
+    carrying a code payload, say), so nothing in it runs. A checkpoint is derived state: one that
+    is refused or damaged (truncated, not a checkpoint) is not loaded, a one-line warning names
+    it and why, and training starts afresh, replacing it at the first epoch.
+
+    Parameters
+    ----------
+    path : Path
+        The checkpoint file.
+
+    Returns
+    -------
+    dict or None
+        The saved training state, or None when the file was refused or damaged.
+    """
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next(
+            (line for line in lines if "GLOBAL" in line or "Unsupported" in line),
+            lines[0] if lines else type(exc).__name__,
+        )
+        warnings.warn(
+            f"{path}: checkpoint refused by torch.load(weights_only=True) or damaged "
+            f"({type(exc).__name__}: {detail[:200]}); not loaded, training starts afresh",
+            stacklevel=4,
+        )
+        return None
+    if not isinstance(saved, dict) or not {"fingerprint", "model", "state"} <= set(saved):
+        warnings.warn(
+            f"{path}: not a training checkpoint of this estimator; training starts afresh",
+            stacklevel=4,
+        )
+        return None
+    return saved
 
 
 def _fit_length(clip: np.ndarray, length: int) -> np.ndarray:
@@ -500,8 +542,8 @@ class SpectrogramEstimator(BenchmarkEstimator):
             "done": False,
         }
         path = Path(self.checkpoint_dir) / CHECKPOINT_NAME if self.checkpoint_dir else None
-        if path is not None and path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = _load_checkpoint(path) if path is not None and path.exists() else None
+        if saved is not None:
             if saved.get("fingerprint") == fingerprint:
                 model.load_state_dict(saved["model"])
                 optimizer.load_state_dict(saved["optimizer"])
