@@ -66,6 +66,7 @@ from .feature_sets import (
     FeatureSet,
     available_feature_sets,
     clip_references,
+    feature_sets,
     get_feature_set,
     read_clip_arrays,
 )
@@ -311,7 +312,13 @@ def _is_damaged_database(error: BaseException) -> bool:
     """Whether an exception says a sqlite file is not a database (or is malformed)."""
     text = str(error).lower()
     return isinstance(error, sqlite3.DatabaseError | DataError) or any(
-        marker in text for marker in ("not a database", "malformed", "file is encrypted")
+        marker in text
+        for marker in (
+            "not a database",
+            "malformed",
+            "file is encrypted",
+            "unable to open database file",
+        )
     )
 
 
@@ -334,6 +341,11 @@ def _store_errors(layout: DataLayout, action: str) -> Iterator[None]:
 def _reset_if_damaged(layout: DataLayout, name: str) -> bool:
     """Remove a local sqlite file of the store that is not a readable database."""
     path = _local_file(layout, name)
+    if path.exists() and not path.is_file():
+        raise DataError(
+            f"{path}: not a file (a folder?) where the Feast store keeps its database; "
+            "remove it, then run `benchmark store apply`"
+        )
     if not path.is_file():
         return False
     try:
@@ -400,7 +412,19 @@ def _registered_views(store: feast.FeatureStore, layout: DataLayout) -> list[fea
         raise DataError(
             f"{layout.root}: no Feast feature views registered; run `benchmark store apply` first"
         )
+    for view in views:
+        source = _source_table(layout, view)
+        if source is not None:
+            source.check()  # Feast reads it unchecked: a damaged one is a one-line error here
     return views
+
+
+def _source_table(layout: DataLayout, view: feast.FeatureView) -> Table | None:
+    """The data dir's table a registered view reads (None for a source outside the data dir)."""
+    path = getattr(view.batch_source, "path", None)
+    tables = [popularity_source(layout, period) for period in PERIODS]
+    tables += [view_source(layout, fs) for fs in feature_sets(layout).values()]
+    return next((t for t in tables if path and str(t.path) == str(path)), None)
 
 
 def materialize(data_dir: Path | str) -> None:
@@ -490,9 +514,16 @@ def info(data_dir: Path | str) -> str:
         for view in sorted(views, key=lambda v: v.name):
             source = view.batch_source
             path = getattr(source, "path", None) or getattr(source, "table", None) or source.name
-            if isinstance(source, FileSource):
+            table = _source_table(layout, view)
+            if table is not None:
+                try:
+                    table.check()
+                    rows: int | str = pq.read_metadata(path).num_rows
+                except DataError as exc:
+                    rows = "unusable (" + str(exc).removeprefix(f"{table.path}: ") + ")"
+            elif isinstance(source, FileSource):
                 is_file = Path(path).is_file()
-                rows: int | str = pq.read_metadata(path).num_rows if is_file else "missing"
+                rows = pq.read_metadata(path).num_rows if is_file else "missing"
             else:
                 rows = "?"
             online = _online_rows(store, view.name)
