@@ -80,7 +80,7 @@ from tqdm import tqdm
 
 from .catalog import song_id as song_id_of
 from .errors import DataError
-from .layout import DataLayout, write_bytes_atomic, write_text_atomic
+from .layout import DataLayout, Table, write_bytes_atomic, write_text_atomic
 from .synth import SongAttributes, encode_mp3, render_clip
 
 DEMO_FORMAT = 1  # bump when the generator changes, so a stale demo is regenerated
@@ -447,6 +447,15 @@ def _remove_stale(folder: Path, keep: set[Path], pattern: re.Pattern[str]) -> No
             path.unlink()
 
 
+def _intact(table: Table) -> bool:
+    """Whether a table exists and passes its checks (a damaged ground truth is made again)."""
+    try:
+        table.check()
+    except DataError:
+        return False
+    return True
+
+
 def is_demo(data_dir: Path | str) -> bool:
     """Whether ``data_dir`` holds a complete demo written by :func:`make_demo`.
 
@@ -541,7 +550,7 @@ def make_demo(
     marker = raw / _DEMO_FILE
     params = _parameters(songs, regions, seed, null, weeks, top_n)
     params["audio"] = audio
-    if marker.is_file() and layout.ground_truth.exists():
+    if marker.is_file() and _intact(layout.ground_truth):
         try:
             done = json.loads(marker.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -105,12 +105,16 @@ class TableSpec:
         The command that (re)builds it, named in errors.
     description : str
         One line: what a row is.
+    accumulates : bool
+        Each run of ``rebuild`` adds to the rows already stored (it reads them first), so a
+        damaged file must be deleted and every source ingested again; errors say so.
     """
 
     path: str
     columns: tuple[str, ...]
     rebuild: str
     description: str
+    accumulates: bool = False
 
 
 TABLES: dict[str, TableSpec] = {
@@ -119,6 +123,7 @@ TABLES: dict[str, TableSpec] = {
         STREAMS_COLUMNS,
         "benchmark ingest charts PATH...",
         "one row per chart entry, unique on (region, period, chart_date, track_id)",
+        accumulates=True,
     ),
     "catalog": TableSpec(
         "catalog.parquet",
@@ -131,12 +136,14 @@ TABLES: dict[str, TableSpec] = {
         MAPPING_COLUMNS,
         "benchmark ingest audio FOLDER --mapping CSV",
         "accumulated user overrides of song_id, release_date, title and artist",
+        accumulates=True,
     ),
     "clips": TableSpec(
         "clips.parquet",
         CLIPS_COLUMNS,
         "benchmark ingest audio FOLDER",
         "one row per audio clip of a track",
+        accumulates=True,
     ),
     "popularity": TableSpec(
         "popularity.parquet",
@@ -161,6 +168,7 @@ TABLES: dict[str, TableSpec] = {
         (),
         "benchmark collect previews",
         "every preview-matching decision of the collectors",
+        accumulates=True,
     ),
 }
 
@@ -399,6 +407,11 @@ class Table:
         return self.path.is_file()
 
     def _fail(self, problem: str) -> DataError:
+        if self.spec.accumulates:
+            return DataError(
+                f"{self.path}: {problem}; it holds what every earlier run added: delete it, then "
+                f"run `{self.spec.rebuild}` again for each source"
+            )
         return DataError(f"{self.path}: {problem}; rebuild it with `{self.spec.rebuild}`")
 
     def check(self) -> str | None:
