@@ -386,20 +386,21 @@ def ingest_audio(
             ["audio_path", *carried]
         ]
 
-    found: dict[Path, None] = {}
+    names: dict[Path, list[Path]] = {}  # each file inside the folder, by the names found for it
     for p in sorted(folder.rglob("*")):
         if not (p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
             continue
         target = p.resolve()
         if target.is_relative_to(folder):
-            found[target] = None
+            names.setdefault(target, []).append(p)
         else:
             report.outside.append((str(p), f"resolves to {target}"))
-    files = sorted(found)
+    files = sorted(names)
     report.files_found = len(files)
     rows = []
     for path in files:
-        match = _STEM_RE.match(path.stem)
+        # a symlink inside the folder may carry the track id for the file it points to
+        match = next((m for m in (_STEM_RE.match(n.stem) for n in [path, *names[path]]) if m), None)
         if str(path) in by_path:
             track_id = by_path[str(path)]
             same = match is not None and match.group(1) == track_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +180,29 @@ def write_catalog(data_dir: Path, ids: list[str], versions: int = 1) -> None:
         }
     ).astype({"audio_path": object, "release_date": "datetime64[ns]"})
     DataLayout(data_dir).catalog.write(catalog)
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def process_group_alive(group: int) -> bool:
+    """Whether any process of process group ``group`` is still running."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def server_group(pid: int) -> int | None:
+    """Process group of the server started by ``pid`` (the child leading its own group)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.is_file():
+        return None
+    for child in map(int, children.read_text().split()):
+        if os.getpgid(child) == child:
+            return child
+    return None

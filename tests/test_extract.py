@@ -183,20 +183,6 @@ def test_extracts_every_clip_and_a_rerun_extracts_nothing(tiny_dir: Path) -> Non
     )
 
 
-def test_a_damaged_cache_entry_is_recomputed_and_counted(tiny_dir: Path) -> None:
-    extract_features(tiny_dir, workers=1, sets=["essentia"], progress=False)
-    entries = sorted((tiny_dir / "cache" / "extract" / "essentia_lowlevel").glob("*.npz"))
-    assert len(entries) == 4
-    entries[0].write_bytes(entries[0].read_bytes()[:100])  # truncated: not a readable zip
-    before = pd.read_parquet(tiny_dir / "features" / "essentia.parquet")
-    report = extract_features(tiny_dir, workers=1, sets=["essentia"], progress=False)
-    assert (report.extracted, report.recomputed, report.cached) == (1, 1, 3)
-    assert "1 damaged cache entries recomputed" in report.summary()
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(tiny_dir / "features" / "essentia.parquet"), before
-    )
-
-
 def test_bad_clips_are_listed_and_every_good_one_is_extracted(tmp_path: Path) -> None:
     audio = tmp_path / "audio"
     audio.mkdir()

@@ -174,29 +174,6 @@ def test_bad_input_gives_one_clear_error(tmp_path: Path, applied: tuple[Path, li
         store.apply(broken)
 
 
-def test_damaged_registry_and_online_store_are_rebuilt(tmp_path: Path) -> None:
-    ids = write_synthetic_tables(tmp_path, tracks=4, regions=1, features=2, seed=5)
-    store.apply(tmp_path)
-    store.materialize(tmp_path)
-    registry, online = tmp_path / "feast" / "registry.db", tmp_path / "feast" / "online_store.db"
-    rng = np.random.default_rng(0)
-    for path in (registry, online):
-        path.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    with pytest.raises(DataError, match="benchmark store apply"):
-        store.info(tmp_path)  # one clear line, no traceback
-    with pytest.warns(UserWarning, match="damaged; rebuilding"):
-        store.apply(tmp_path)
-    store.materialize(tmp_path)
-    online.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    with pytest.warns(UserWarning, match="damaged; rebuilding"):
-        store.materialize(tmp_path)
-    fs = store.feature_store(tmp_path)
-    values = fs.get_online_features(
-        features=["essentia:lowlevel.descriptor_0.mean"], entity_rows=[{"track_id": ids[1]}]
-    ).to_dict()
-    assert values["lowlevel.descriptor_0.mean"][0] is not None
-
-
 def test_file_offline_store_trap_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Feast's `file` offline store drops repeated entity rows; training_frame refuses that."""
     config = (store.REPO_DIR / "feature_store.yaml").read_text()
