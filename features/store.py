@@ -214,12 +214,25 @@ def feature_store(data_dir: Path | str) -> feast.FeatureStore:
     feast.FeatureStore
         A store whose registry, online store and sources follow ``data_dir``. Reuse one instance
         for many online look-ups: opening one costs far more than a look-up.
+
+    Raises
+    ------
+    DataError
+        Something other than a file (a folder) sits where the local registry or online store
+        database should be.
     """
     from feast import FeatureStore
     from feast.repo_config import load_repo_config
 
     layout = DataLayout(Path(data_dir).resolve())
     layout.store_dir.mkdir(parents=True, exist_ok=True)
+    for name in (REGISTRY_FILE, ONLINE_FILE):
+        path = _local_file(layout, name)
+        if path.exists() and not path.is_file():
+            raise DataError(
+                f"{path}: not a file (a folder?) where the Feast store keeps a database; "
+                "remove it, then run `benchmark store apply`"
+            )
     with _env({DATA_DIR_ENV: str(layout.root)}):
         config = load_repo_config(REPO_DIR, _config_path())
     return FeatureStore(repo_path=str(REPO_DIR), config=config)
@@ -341,11 +354,6 @@ def _store_errors(layout: DataLayout, action: str) -> Iterator[None]:
 def _reset_if_damaged(layout: DataLayout, name: str) -> bool:
     """Remove a local sqlite file of the store that is not a readable database."""
     path = _local_file(layout, name)
-    if path.exists() and not path.is_file():
-        raise DataError(
-            f"{path}: not a file (a folder?) where the Feast store keeps its database; "
-            "remove it, then run `benchmark store apply`"
-        )
     if not path.is_file():
         return False
     try:

@@ -641,7 +641,7 @@ def test_a_checkpoint_carrying_code_is_refused_and_nothing_runs(tmp_path: Path, 
     planted = folder / "checkpoint.pt"
     payload = {"fingerprint": "x", "model": _Payload(marker), "state": {}}
     if kind == "raw-pickle":
-        planted.write_bytes(pickle.dumps(payload))
+        planted.write_bytes(pickle.dumps(payload, protocol=2))
     else:
         torch.save(payload, planted)
 
