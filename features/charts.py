@@ -4,6 +4,18 @@ Each format is one reader object in :data:`CHART_FORMATS`, found by :func:`detec
 file's *content* (the name only supplies what the content lacks: region and date). Adding a format
 is adding one ``@register``-decorated class; ``tests/test_charts.py`` covers every entry.
 
+Readers return rows as read, with their line in the file (:data:`ORIGIN_COLUMNS`);
+:func:`check_rows` then validates track ids and rejects implausible rows, each with its file,
+line and reason (:data:`REJECT_REASONS`): rank or streams 0 or below, a rank held twice in one
+chart, the cut-off last line of a file without a final newline (a field missing, a quoted field
+left open, or a number shorter than its neighbours allow: streams never increase with rank, so a
+number cut by a digit is at least ten times smaller than the rank above), an unreadable value, a
+line with the wrong number of fields. Rejected rows are never stored; the ingest summary and
+``ingest_report.json`` count them by reason and list them by file and line. Charts whose ranks
+have gaps are kept and counted (their chart size and ``floor`` are then only bounds); rows whose
+streams exceed the rank above are kept and reported. ``docs/targets.md`` ("Implausible chart
+rows, and charts with rank gaps") gives the evidence and what it means for the targets.
+
 The streams table (one row per chart entry) has the columns of :data:`STREAMS_COLUMNS`:
 ``region`` (lower-case ISO code or ``global``), ``period`` (``daily`` | ``weekly``), ``chart_date``
 (``datetime64[ns]``, the first day of the chart period), ``track_id`` (22-char base62), ``rank``
@@ -248,7 +260,7 @@ def _examples(frame: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
     ]
 
 
-def check_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def check_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Validate track ids and reject implausible rows, each with its file, line and reason.
 
     Vectorised over many files at once (ingestion checks every file's rows in one pass). A row
@@ -269,12 +281,12 @@ def check_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     Returns
     -------
-    tuple of (pandas.DataFrame, pandas.DataFrame)
+    tuple of (pandas.DataFrame, pandas.DataFrame, pandas.DataFrame)
         The plausible rows (:data:`STREAMS_COLUMNS` plus ``line``, track ids validated, new
-        index) and the rejected ones (``file``, ``line``, ``reason``, ``detail``, in file and
-        line order). The first frame's ``attrs["out_of_order"]`` lists kept rows whose streams
-        exceed those of the rank above them in the same file's chart (reported, kept: which of
-        the two rows is wrong cannot be told).
+        index); the rejected ones (``file``, ``line``, ``reason``, ``detail``, in file and line
+        order); and, in the same columns, the kept rows whose streams exceed those of the rank
+        above them in the same file's chart (reported, kept: which of the two rows is wrong
+        cannot be told).
     """
     frame = frame.reset_index(drop=True)
     origin = {column: frame[column].to_numpy().copy() for column in ORIGIN_COLUMNS}
@@ -352,7 +364,7 @@ def check_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     kept["track_id"] = ids[~rejected_mask].to_numpy(dtype=object)
     order = _neighbours(kept)
     upward = order[order["streams"] > order["above"]]
-    kept.attrs["out_of_order"] = pd.DataFrame(
+    out_of_order = pd.DataFrame(
         {
             "file": upward["source_file"].to_numpy(dtype=object),
             "line": upward["line"].to_numpy(dtype=np.int64),
@@ -369,7 +381,7 @@ def check_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             ],
         }
     )
-    return kept, rejected
+    return kept, rejected, out_of_order
 
 
 def _neighbours(rows: pd.DataFrame) -> pd.DataFrame:
@@ -397,16 +409,16 @@ class _Reader:
     def read(self, path: Path) -> pd.DataFrame:
         """Read ``path`` into :data:`STREAMS_COLUMNS`: its plausible rows.
 
-        ``attrs["rejected"]`` holds the rejected rows (``file``, ``line``, ``reason``,
-        ``detail``), ``attrs["invalid_track_ids"]`` the number rejected for their track id and
-        ``attrs["out_of_order"]`` the kept rows whose streams exceed the rank above them.
+        ``attrs["rejected"]`` lists the rejected rows (dicts of ``file``, ``line``, ``reason``,
+        ``detail``), ``attrs["invalid_track_ids"]`` counts those rejected for their track id and
+        ``attrs["out_of_order"]`` lists the kept rows whose streams exceed the rank above them.
         """
-        kept, rejected = check_rows(self.read_rows(path))
-        out = kept[list(STREAMS_COLUMNS)]
+        kept, rejected, out_of_order = check_rows(self.read_rows(path))
+        out = kept[list(STREAMS_COLUMNS)].copy()
         out.attrs = {
-            "rejected": rejected,
+            "rejected": rejected.to_dict("records"),
             "invalid_track_ids": int((rejected["reason"] == "invalid_track_id").sum()),
-            "out_of_order": kept.attrs["out_of_order"],
+            "out_of_order": out_of_order.to_dict("records"),
         }
         return out
 
@@ -1033,8 +1045,9 @@ def read_chart_file(path: Path, validate: bool = True) -> tuple[str, pd.DataFram
     except (ValueError, KeyError, IndexError, TypeError, OverflowError) as exc:
         # a reader tripping over content it did not foresee: skip the file, say why
         raise ChartFileError(f"cannot read it ({type(exc).__name__}: {exc})") from None
-    if validate and frame.empty and len(frame.attrs["rejected"]):
-        raise ChartFileError(_nothing_kept(frame.attrs["rejected"]["reason"]))
+    if validate and frame.empty and frame.attrs["rejected"]:
+        reasons = pd.Series([row["reason"] for row in frame.attrs["rejected"]])
+        raise ChartFileError(_nothing_kept(reasons))
     if frame.empty:
         raise ChartFileError("no chart rows")
     return name, frame
@@ -1404,9 +1417,9 @@ def ingest_charts(
             on_file(path, name)
     new = _empty_streams().assign(line=pd.Series(dtype=np.int64))
     if frames:
-        new, rejected = check_rows(pd.concat(frames, ignore_index=True))  # one pass for all files
+        # one pass over every file's rows
+        new, rejected, out_of_order = check_rows(pd.concat(frames, ignore_index=True))
         report.add_rejected(rejected)
-        out_of_order = new.attrs["out_of_order"]
         report.out_of_order = len(out_of_order)
         report.out_of_order_examples = _examples(out_of_order, EXAMPLES_PER_REASON)
         for source in sorted(set(format_of) - set(new["source_file"].unique())):

@@ -288,3 +288,77 @@ def test_real_2023_weekly_and_daily_snapshot(shared_data: Path, tmp_path: Path) 
     assert weekly["chart_date"].max() == pd.Timestamp("2023-12-22")
     assert (weekly["chart_date"].dt.dayofweek == 4).all()
     assert report.rows_added == len(streams)
+
+
+# --- rows that cannot be right: rejected one by one, with their line ----------------------------
+
+
+def test_one_bad_row_of_a_daily_export_is_rejected_alone(tmp_path: Path) -> None:
+    """A bad region, date, rank or streams, or a missing field, costs its row, not the file."""
+    text = (FIXTURES / "daily_export/spotify-daily-2023-12-28-3-rows.csv").read_text(
+        encoding="utf-8-sig"
+    )
+    head, *rows = text.strip().split("\n")
+    fields = rows[0].split(",")  # rank 1 of the global chart
+
+    def row(region: str, rank: str, streams: str, day: str = "2023-12-28") -> str:
+        changed = [day, *fields[1:4], rank, *fields[5:8], streams, fields[9], region, *fields[11:]]
+        return ",".join(changed)
+
+    bad = [
+        row("no", "1", "100"),  # line 5: kept (a chart of its own)
+        row("glob4l", "1", "100"),  # line 6
+        row("fr", "1", "100", day="2023-13-28"),  # line 7
+        row("de", "x", "100"),  # line 8
+        row("at", "1", "1.5"),  # line 9
+        ",".join(fields[:9]),  # line 10: fields missing
+    ]
+    path = tmp_path / "export.csv"
+    path.write_text("\n".join([head, *rows, *bad]) + "\n")
+    _, frame = read_chart_file(path)
+    assert len(frame) == 4 and "no" in set(frame["region"])
+    rejected = pd.DataFrame(frame.attrs["rejected"])
+    assert rejected[["line", "reason"]].values.tolist() == [
+        [6, "bad_value"],
+        [7, "bad_value"],
+        [8, "bad_value"],
+        [9, "bad_value"],
+        [10, "malformed_line"],
+    ]
+    assert rejected["detail"].tolist()[:2] == [
+        "region 'glob4l'",
+        "date '2023-13-28' is not YYYY-MM-DD",
+    ]
+    assert rejected["detail"].tolist()[2:] == [
+        "rank 'x' is not a whole number",
+        "streams '1.5' is not a whole number",
+        "9 fields, the header has 13",
+    ]
+
+
+def test_kworb_rows_of_zero_streams_are_rejected_with_their_line(tmp_path: Path) -> None:
+    page = (FIXTURES / "kworb/se_daily.html").read_text()
+    path = tmp_path / "se_daily.html"
+    path.write_text(page.replace("<td>312,000</td>", "<td>0</td>", 1))
+    _, frame = read_chart_file(path)
+    rejected = pd.DataFrame(frame.attrs["rejected"])
+    assert rejected[["line", "reason"]].values.tolist() == [[10, "streams_not_positive"]]
+    assert len(frame) == 2
+
+
+def test_a_rank_held_by_another_track_in_another_file_is_rejected(tmp_path: Path) -> None:
+    """Two files of one chart disagreeing on who holds rank 1: the first one read is kept."""
+    data = tmp_path / "data"
+    root = _copy_fixtures(tmp_path, "legacy_weekly")
+    ingest_charts([root], data, progress=False)
+    other = tmp_path / "other" / "us" / "2019-01-04--2019-01-11us.csv"
+    other.parent.mkdir(parents=True)
+    text = (root / "legacy_weekly/us/2019-01-04--2019-01-11us.csv").read_text()
+    other.write_text(text.replace("3KkXRkHbMCARz0aVfEt68P", "0" * 22))  # rank 1: another track
+    report = ingest_charts([other], data, progress=False)
+    assert report.rows_added == 0 and report.rejected_by_reason == {"duplicate_rank": 1}
+    example = report.rejected_examples[0]
+    assert example["file"] == str(other.resolve()) and example["line"] == 3
+    assert "already held by track 3KkXRkHbMCARz0aVfEt68P" in example["detail"]
+    streams = pd.read_parquet(data / "streams.parquet")
+    assert "0" * 22 not in set(streams["track_id"])
