@@ -9,7 +9,9 @@ The demo and ingestion stages run only for a demo: the built-in one (``data/demo
 current folder) or one written elsewhere by ``benchmark demo --out DIR``; on a user's own data dir
 the pipeline starts from the ingested tables. A stage is skipped when a fingerprint of its inputs
 and parameters matches the one recorded in the data dir's pipeline state after its last
-successful run. The whole job holds the data dir's writer lock.
+successful run and its outputs are intact (a damaged table among them runs the stage again; a
+damaged state file runs every stage again, with a warning). The whole job holds the data dir's
+writer lock.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..features.errors import DataError
-from ..features.feature_sets import get_feature_set
-from ..features.layout import DataLayout, write_json_atomic
+from ..features.feature_sets import available_feature_sets, get_feature_set
+from ..features.layout import DataLayout, file_checksum, write_json_atomic
 from .config import BenchmarkConfig, load_config
 
 DEMO_DIR = Path("data/demo")
@@ -54,6 +56,20 @@ def _fingerprint(paths: Iterable[Path], params: object = None) -> str:
             else:
                 h.update(f"{f}|missing".encode())
     return h.hexdigest()
+
+
+def _intact(output: Path) -> bool:
+    """Whether a stage's output exists and, for a table, passes its checksum: a damaged output
+    makes its stage run again instead of failing a later one."""
+    if not output.exists():
+        return False
+    if output.suffix != ".parquet":
+        return True
+    try:
+        file_checksum(output)
+    except (DataError, OSError):
+        return False
+    return True
 
 
 class Pipeline:
@@ -90,11 +106,12 @@ class Pipeline:
         outputs: Iterable[Path] = (),
     ) -> object:
         """Run ``action`` unless the fingerprint of ``inputs`` + ``params`` is unchanged and all
-        ``outputs`` exist. Prints one line per stage with its time."""
+        ``outputs`` exist intact (a damaged table among them runs the stage again). Prints one
+        line per stage with its time."""
         inputs, outputs = list(inputs), list(outputs)
         key = _fingerprint(inputs, params) if inputs or params is not None else None
         state = self._state()
-        if key is not None and state.get(name) == key and all(p.exists() for p in outputs):
+        if key is not None and state.get(name) == key and all(_intact(p) for p in outputs):
             self.timings.append(StageTiming(name, 0.0, "up to date"))
             print(f"[{name}] up to date, skipped")
             return None
@@ -172,11 +189,14 @@ def prepare_features(
             params={"sets": audio},
             outputs=[get_feature_set(name).table(layout).path for name in audio],
         )
+    sources = [store.popularity_source(layout, config.period)]
+    sources += [store.view_source(layout, fs) for fs in available_feature_sets(layout)]
     pipeline.stage(
         "feast apply + materialize",
         lambda: (store.apply(layout.root, period=config.period), store.materialize(layout.root)),
         inputs=[layout.features_dir, layout.popularity.path],
         params={"period": config.period},
+        outputs=[source.path for source in sources],
     )
 
 

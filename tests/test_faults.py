@@ -15,6 +15,7 @@ repaired and counted. No mocks: real tables, real Feast, real MLflow, real audio
 | one extraction cache file truncated | test_a_truncated_extraction_cache_entry_is_recomputed_and_counted |
 | Feast registry / online store overwritten with random bytes | test_damaged_feast_registry_and_online_store_are_rebuilt |
 | ``pipeline_state.json`` holding ``{not json`` or ``[1,2,3]`` | test_a_damaged_pipeline_state_resets_and_the_run_completes |
+| a derived table damaged between two runs | test_a_damaged_derived_table_is_made_again_by_run |
 | truncated clips / catalog / mapping read by ingest audio, extract | test_truncated_tables_are_one_line_errors_and_nothing_is_lost |
 | 8 zero bytes in the middle of ``streams.parquet`` | test_zero_bytes_in_the_middle_of_streams_stop_targets |
 | a mapping row pointing at a symlink to a system file | test_paths_that_resolve_outside_the_audio_folder_are_rejected |
@@ -410,6 +411,26 @@ def test_a_damaged_pipeline_state_resets_and_the_run_completes(
     assert "global_mean" in out and "Traceback" not in err
     fingerprints = json.loads(state.read_text())
     assert isinstance(fingerprints, dict) and "targets" in fingerprints
+
+
+@pytest.mark.slow  # a whole `benchmark run`: about 30 s on 2 cores
+def test_a_damaged_derived_table_is_made_again_by_run(
+    small_demo: Path,
+    tmp_path: Path,
+    tracking_uri: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stage whose output is damaged runs again instead of failing a later stage."""
+    popularity = DataLayout(small_demo).popularity
+    run = ["run", "--data-dir", small_demo, "--suite", "global_mean"]
+    run += ["--tracking-uri", tracking_uri, "--results-dir", tmp_path / "results"]
+    assert _cli(capsys, *run)[0] == 0
+    want = popularity.read()
+    popularity.path.write_bytes(popularity.path.read_bytes()[:500])
+    status, out, err = _cli(capsys, *run)
+    assert status == 0, err
+    assert "[targets] done" in out and "[ingest charts] up to date" in out
+    pd.testing.assert_frame_equal(popularity.read(), want)
 
 
 # --- damaged and missing tables ----------------------------------------------------------------
