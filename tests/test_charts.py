@@ -263,6 +263,8 @@ def test_real_weekly_2019_2021_folder(shared_data: Path, tmp_path: Path) -> None
     assert sum(p.parent.name == "ad" for p, _ in ((Path(p), r) for p, r in report.skipped)) == 99
     assert report.rows_read == sum(c for c in counts if c is not None) == report.rows_added
     assert report.invalid_track_ids == 0 and report.conflicts == 0
+    # real charts: nothing implausible, streams never rise with rank (docs/targets.md)
+    assert report.rows_rejected == 0 and report.out_of_order == 0
     again = ingest_charts([folder], tmp_path / "data", progress=False)
     assert again.rows_added == 0 and again.rows_present == report.rows_read
 
@@ -277,6 +279,17 @@ def test_real_2023_weekly_and_daily_snapshot(shared_data: Path, tmp_path: Path) 
     )
     assert report.skipped == []
     assert report.formats == {"charts_spotify_csv": 208, "daily_export_csv": 1}
+    assert report.rows_rejected == 0 and report.out_of_order == 0
+    # the files themselves skip ranks in 19 charts (8 German, 11 Indian): kept and counted
+    assert report.charts_with_rank_gaps == 19
+    assert report.rank_gap_examples[0] == {
+        "region": "de",
+        "period": "weekly",
+        "chart_date": "2023-01-06",
+        "max_rank": 200,
+        "n_missing": 1,
+        "missing_ranks": [114],
+    }
     streams = pd.read_parquet(tmp_path / "data" / "streams.parquet")
     daily = streams[streams["period"] == "daily"]
     assert len(daily) == 14_400 and daily["region"].nunique() == 72
