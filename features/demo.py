@@ -415,7 +415,7 @@ def _chart_start(weeks: int) -> date:
 
 
 def _build_tracks(
-    songs: int, weeks: int, seed: int
+    songs: int, weeks: int, seed: int, popularity_seed: int
 ) -> tuple[list[SongAttributes], list[SongAttributes], list[_Track]]:
     start = _chart_start(weeks)
     n_artists = max(3, (2 * songs) // 5)
@@ -424,7 +424,7 @@ def _build_tracks(
     used_keys: set[str] = set()
     for i in range(songs):
         attrs.append(_draw_attributes(np.random.default_rng([seed, _ATTRS, i])))
-        phantom.append(_draw_attributes(np.random.default_rng([seed, _PHANTOM, i])))
+        phantom.append(_draw_attributes(np.random.default_rng([popularity_seed, _PHANTOM, i])))
         name_rng = np.random.default_rng([seed, _NAMES, i])
         artist = artists[int(name_rng.integers(0, n_artists))]
         title = _title(name_rng, i, artists)
@@ -433,7 +433,7 @@ def _build_tracks(
         sid = song_id_of(artist, title)
         used_keys.add(sid)
         seasonal = i % 33 == 5
-        shape_rng = np.random.default_rng([seed, _SHAPE, i])
+        shape_rng = np.random.default_rng([popularity_seed, _SHAPE, i])
         if seasonal:
             release_week = -int(shape_rng.integers(52 * 5, 52 * 40))
         elif i == 0:
@@ -556,6 +556,7 @@ def make_demo(
     null: bool = False,
     *,
     signal: str | float = "strong",
+    popularity_seed: int | None = None,
     weeks: int = DEFAULT_WEEKS,
     top_n: int = DEFAULT_TOP_N,
     audio: bool = True,
@@ -586,6 +587,12 @@ def make_demo(
     signal : str or float
         Strength of the audio signal: a preset of :data:`SIGNALS` (``strong``, the original
         demo; ``realistic``) or the audio share ``rho`` in [0, 1] (see the module docstring).
+    popularity_seed : int, optional
+        Seed of everything about popularity that is not audible (social noise, release weeks
+        and curve shapes, weekly noise, the null's phantom attributes and offset permutation);
+        default ``seed``. Other values give new popularity draws for the same songs, titles,
+        track ids and audio bytes (clips are reused), e.g. for many negative-control runs
+        without rendering and extracting audio again.
     weeks : int
         Number of weekly charts per region.
     top_n : int
@@ -622,6 +629,9 @@ def make_demo(
     if seed < 0:
         raise DataError(f"demo: seed must be non-negative, got {seed}")
     share = audio_share(signal)
+    popularity_seed = seed if popularity_seed is None else int(popularity_seed)
+    if popularity_seed < 0:
+        raise DataError(f"demo: popularity_seed must be non-negative, got {popularity_seed}")
     say = progress or (lambda message: print(message, file=sys.stderr))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -629,6 +639,7 @@ def make_demo(
     raw = out_dir / "raw"
     marker = raw / _DEMO_FILE
     params = _parameters(songs, regions, seed, null, weeks, top_n, share)
+    params["popularity_seed"] = popularity_seed
     params["audio"] = audio
     if marker.is_file() and (out_dir / "ground_truth.parquet").is_file():
         try:
@@ -642,7 +653,7 @@ def make_demo(
     if (out_dir / "streams.parquet").exists():
         say(f"warning: {out_dir} holds tables of an earlier ingest; re-ingest into a fresh folder")
 
-    attrs, phantom, tracks = _build_tracks(songs, weeks, seed)
+    attrs, phantom, tracks = _build_tracks(songs, weeks, seed, popularity_seed)
     profiles = REGIONS[:regions]
     start = _chart_start(weeks)
     christmas_index = max(weeks - 3, 0)
@@ -673,7 +684,7 @@ def make_demo(
     taste_scale, social_scale = signal_scales(share)
     offsets = np.array([VERSION_OFFSET[t.version] for t in tracks])
     if null:  # offsets go to random tracks, not to the versions that sound different
-        offsets = np.random.default_rng([seed, _NULL_OFFSETS]).permutation(offsets)
+        offsets = np.random.default_rng([popularity_seed, _NULL_OFFSETS]).permutation(offsets)
     truth_rows = []
     chart_files: set[Path] = set()
     for r, profile in enumerate(profiles):
@@ -682,9 +693,10 @@ def make_demo(
             [
                 social_scale
                 * (
-                    SOCIAL_CORRELATION * np.random.default_rng([seed, _SOCIAL, i]).standard_normal()
+                    SOCIAL_CORRELATION
+                    * np.random.default_rng([popularity_seed, _SOCIAL, i]).standard_normal()
                     + np.sqrt(1.0 - SOCIAL_CORRELATION**2)
-                    * np.random.default_rng([seed, _SOCIAL, i, r + 1]).standard_normal()
+                    * np.random.default_rng([popularity_seed, _SOCIAL, i, r + 1]).standard_normal()
                 )
                 for i in range(songs)
             ]
@@ -704,7 +716,7 @@ def make_demo(
                 rel = _shape(*t.shape, week_index - t.release_week)
                 expected = np.exp(base) * shape_sum
             appeal[j] = np.log1p(expected)
-            noise = np.random.default_rng([seed, _WEEKLY, r, j]).standard_normal(weeks)
+            noise = np.random.default_rng([popularity_seed, _WEEKLY, r, j]).standard_normal(weeks)
             streams[j] = np.exp(level[j] + WEEKLY_NOISE_SD * noise) * rel
         streams = np.rint(streams)
         on_chart = np.zeros_like(streams, dtype=bool)

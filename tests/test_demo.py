@@ -316,17 +316,34 @@ def test_signal_presets_and_scales() -> None:
 
 
 @pytest.mark.slow
-def test_signal_changes_popularity_only(tiny_demo: Path, tmp_path: Path) -> None:
-    """The audio and the catalog are the same bytes at every strength (rendered afresh here);
+def test_signal_and_popularity_seed_change_popularity_only(tiny_demo: Path, tmp_path: Path) -> None:
+    """The audio is the same bytes at every strength and popularity seed (rendered afresh here);
     charts and truth differ."""
-    real = make_demo(tmp_path / "r", signal="realistic", progress=lambda _: None, **TINY)
+    real = make_demo(
+        tmp_path / "r", signal="realistic", popularity_seed=7, progress=lambda _: None, **TINY
+    )
     ours, theirs = _digests(tiny_demo), _digests(real)
     audio = {n for n in ours if n.startswith("raw/audio/") and n.endswith(".mp3")}
     assert len(audio) >= TINY["songs"] and all(ours[n] == theirs[n] for n in audio)
-    assert ours["raw/catalog.csv"] == theirs["raw/catalog.csv"]
     assert ours["ground_truth.parquet"] != theirs["ground_truth.parquet"]
     params = json.loads((real / "raw" / "demo.json").read_text())
     assert params["signal"] == "realistic" and params["audio_share"] == SIGNALS["realistic"]
+    assert params["popularity_seed"] == 7
+
+
+def test_popularity_seed_keeps_songs_ids_and_attributes(tmp_path: Path) -> None:
+    quiet = {"progress": lambda _: None, "audio": False}
+    small = {"songs": 40, "regions": 2, "weeks": 20, "seed": 5}
+    base = pd.read_parquet(make_demo(tmp_path / "a", **quiet, **small) / "ground_truth.parquet")
+    other = make_demo(tmp_path / "b", popularity_seed=6, **quiet, **small)
+    again = pd.read_parquet(other / "ground_truth.parquet")
+    kept = ["song_id", "track_id", "region", "version", "artist", *ATTRIBUTES]
+    pd.testing.assert_frame_equal(base[kept], again[kept])
+    for column in ("social", "level", "release_date"):
+        assert (base[column] != again[column]).mean() > 0.5
+    assert not _chart_rows(tmp_path / "a").equals(_chart_rows(other))
+    with pytest.raises(DataError, match="popularity_seed"):
+        make_demo(tmp_path / "c", popularity_seed=-1, **quiet, **small)
 
 
 def test_strong_is_the_default_and_the_share_is_what_the_truth_shows(tmp_path: Path) -> None:
