@@ -7,6 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
+# the pretrained MusiCNN weights ship in this wheel; its metadata pins numpy<1.17 and tensorflow,
+# neither of which the PyTorch port needs, hence --no-deps
+MUSICNN := musicnn==0.1.0
 
 .PHONY: run test lint format ui clean-data browser
 
@@ -15,6 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(MUSICNN)
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -1,8 +1,10 @@
 """The ``benchmark`` command: a thin argparse layer over plain functions.
 
 Every sub-command parses its arguments and calls one function from ``features`` or ``benchmark``;
-everything the CLI does can be called from a notebook the same way. Heavy libraries (Feast, MLflow,
-Essentia, torch) are imported inside the handlers so that ``benchmark --help`` stays fast.
+everything the CLI does can be called from a notebook the same way. Commands that write a data
+dir hold its writer lock (a second writer waits, or fails at once with ``--no-wait``). Heavy
+libraries (Feast, MLflow, Essentia, torch) are imported inside the handlers so that
+``benchmark --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -10,11 +12,38 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..features.errors import DataError
+from ..features.layout import DataLayout
 
+DISTRIBUTION = "music-popularity"
 DEFAULT_DATA_DIR = Path("data/demo")
+# Where `benchmark run` writes when given no option: relative to the folder it is run from, like
+# `mlflow ui`, never inside the installed package.
+RUN_OUTPUTS = """\
+outputs, relative to the folder you run it from unless given:
+  data/demo/          the demo dataset, its features and its Feast store (--data-dir)
+  results/<dataset>/  summary.md, summary.csv, plots, report.html (--results-dir)
+  mlflow.db           the MLflow tracking store, sqlite:///mlflow.db (--tracking-uri)
+  mlartifacts/        the MLflow artifacts, next to a sqlite tracking store
+
+to keep the demo elsewhere: benchmark demo --out DIR, then benchmark run --data-dir DIR"""
+
+
+def package_version() -> str:
+    """The installed version of the ``music-popularity`` distribution (single-sourced in pyproject).
+
+    Returns
+    -------
+    str
+        The version, or ``unknown`` when the code runs without being installed.
+    """
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser, default: Path | None = DEFAULT_DATA_DIR) -> None:
@@ -26,13 +55,23 @@ def _data_dir_arg(parser: argparse.ArgumentParser, default: Path | None = DEFAUL
     )
 
 
+def _writer_args(parser: argparse.ArgumentParser) -> None:
+    _data_dir_arg(parser)
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another benchmark command is writing the data dir (default: wait)",
+    )
+
+
 # --- handlers -------------------------------------------------------------------------------
 
 
 def _cmd_ingest_charts(args: argparse.Namespace) -> int:
     from ..features.charts import ingest_charts
 
-    report = ingest_charts(args.paths, args.data_dir)
+    with DataLayout(args.data_dir).writing("ingest charts", no_wait=args.no_wait):
+        report = ingest_charts(args.paths, args.data_dir)
     print(report.summary())
     return 0
 
@@ -40,7 +79,8 @@ def _cmd_ingest_charts(args: argparse.Namespace) -> int:
 def _cmd_ingest_audio(args: argparse.Namespace) -> int:
     from ..features.catalog import ingest_audio
 
-    report = ingest_audio(args.folder, args.data_dir, mapping=args.mapping)
+    with DataLayout(args.data_dir).writing("ingest audio", no_wait=args.no_wait):
+        report = ingest_audio(args.folder, args.data_dir, mapping=args.mapping)
     print(report.summary())
     return 0
 
@@ -48,9 +88,11 @@ def _cmd_ingest_audio(args: argparse.Namespace) -> int:
 def _cmd_targets(args: argparse.Namespace) -> int:
     from ..features.targets import build_targets
 
-    table = build_targets(args.data_dir, horizon=args.horizon, null_policy=args.null_policy)
+    layout = DataLayout(args.data_dir)
+    with layout.writing("targets", no_wait=args.no_wait):
+        table = build_targets(args.data_dir, horizon=args.horizon, null_policy=args.null_policy)
     print(
-        f"wrote {args.data_dir / 'popularity.parquet'}: {len(table):,} (track, region, period) rows, "
+        f"wrote {layout.popularity.path}: {len(table):,} (track, region, period) rows, "
         f"horizon {args.horizon}, null policy {args.null_policy}"
     )
     return 0
@@ -59,29 +101,51 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..features.demo import make_demo
 
-    out = make_demo(
-        args.out, songs=args.songs, regions=args.regions, seed=args.seed, null=args.null
-    )
+    with DataLayout(args.out).writing("demo", no_wait=args.no_wait):
+        out = make_demo(
+            args.out, songs=args.songs, regions=args.regions, seed=args.seed, null=args.null
+        )
     print(f"demo dataset written to {out}")
     return 0
 
 
 def _cmd_features_extract(args: argparse.Namespace) -> int:
-    from ..features.extract import extract_features
+    from ..features.extract import MAX_CLIP_SECONDS, extract_features
 
-    report = extract_features(args.data_dir, workers=args.workers)
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None
+    with DataLayout(args.data_dir).writing("features extract", no_wait=args.no_wait):
+        report = extract_features(
+            args.data_dir,
+            workers=args.workers,
+            sets=sets,
+            max_seconds=args.max_seconds or MAX_CLIP_SECONDS,
+        )
     print(report.summary())
+    return 0
+
+
+def _cmd_features_list(args: argparse.Namespace) -> int:
+    from ..features.feature_sets import feature_sets
+
+    layout = DataLayout(args.data_dir)
+    for fs in feature_sets(layout).values():
+        present = "present" if fs.table(layout).exists() else "not built"
+        print(f"{fs.name:<24} {fs.kind:<8} {fs.source:<6} {fs.service:<28} {present}")
+        print(f"{'':<24} {fs.description}")
     return 0
 
 
 def _cmd_store(args: argparse.Namespace) -> int:
     from ..features import store
 
+    layout = DataLayout(args.data_dir)
     if args.action == "apply":
-        store.apply(args.data_dir, period=args.period)
+        with layout.writing("store apply", no_wait=args.no_wait):
+            store.apply(args.data_dir, period=args.period)
         print(f"feast apply done for {args.data_dir}")
     elif args.action == "materialize":
-        store.materialize(args.data_dir)
+        with layout.writing("store materialize", no_wait=args.no_wait):
+            store.materialize(args.data_dir)
         print(f"materialized the online store for {args.data_dir}")
     else:
         print(store.info(args.data_dir))
@@ -100,19 +164,155 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return launch_ui(args.tracking_uri, port=args.port)
 
 
+# --- collect: kworb chart pages and 30 s previews (features/collect) --------------------------
+
+
+def _cmd_collect_charts(args: argparse.Namespace) -> int:
+    from ..features.collect.kworb import collect_kworb
+
+    if args.source != "kworb":
+        raise DataError(f"collect charts: unknown source {args.source!r} (known: kworb)")
+    report = collect_kworb(
+        args.data_dir,
+        args.regions.split(","),
+        period=args.period,
+        tracks=args.tracks,
+        fetch_date=args.fetch_date,
+        base_url=args.base_url,
+        max_requests=args.max_requests,
+        rate=args.rate,
+        contact=args.contact,
+        timeout=args.timeout,
+        ingest=not args.no_ingest,
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_collect_previews(args: argparse.Namespace) -> int:
+    from ..features.collect.previews import collect_previews
+
+    report = collect_previews(
+        args.data_dir,
+        args.source,
+        audio_dir=args.audio_dir,
+        limit=args.limit,
+        market=args.market,
+        retry=tuple(s.strip() for s in args.retry.split(",") if s.strip()),
+        base_url=args.base_url,
+        auth_url=args.auth_url,
+        max_requests=args.max_requests,
+        rate=args.rate,
+        contact=args.contact,
+        timeout=args.timeout,
+    )
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _add_collect_commands(sub: argparse._SubParsersAction) -> None:
+    """``benchmark collect charts|previews`` (see docs/collect.md)."""
+    import os
+    from datetime import date
+
+    collect = sub.add_parser(
+        "collect",
+        help="fetch real data politely: kworb chart pages, 30 s previews (research use only)",
+    )
+    collect_sub = collect.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    def polite(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir", type=Path, required=True, help="dataset folder (created when missing)"
+        )
+        p.add_argument("--max-requests", type=int, default=None, help="request budget of this run")
+        p.add_argument("--rate", type=float, default=None, help="requests/s to the service")
+        p.add_argument("--base-url", default=None, help="the service's base URL (mirrors, tests)")
+        p.add_argument(
+            "--contact",
+            default=os.environ.get("MUSICPOP_CONTACT"),
+            help="e-mail or URL added to the User-Agent (default: $MUSICPOP_CONTACT)",
+        )
+        p.add_argument("--timeout", type=float, default=30.0, help="seconds per connect/read")
+
+    p = collect_sub.add_parser(
+        "charts",
+        help="fetch kworb.net country (and track) pages into DIR/raw/kworb/<date>/, then ingest",
+        description=(
+            "Fetches https://kworb.net/spotify/country/<cc>_<period>.html for each region (and, "
+            "with --tracks, the track page of every listed track) into DIR/raw/kworb/<fetch "
+            "date>/, never re-fetching a saved page, reads each page with the chart readers "
+            "(reporting any page they cannot read, by file and reason), and ingests the readable "
+            "ones. Exit status 1 when a page failed or could not be read."
+        ),
+    )
+    p.add_argument("--source", default="kworb", help="chart source (kworb)")
+    p.add_argument(
+        "--regions", required=True, help="comma-separated region codes, e.g. us,gb,global"
+    )
+    p.add_argument("--period", choices=["daily", "weekly"], default="daily")
+    p.add_argument("--tracks", action="store_true", help="also fetch the listed tracks' pages")
+    p.add_argument(
+        "--fetch-date",
+        type=date.fromisoformat,
+        default=None,
+        help="fetch folder date YYYY-MM-DD (default today, UTC; an earlier one resumes it)",
+    )
+    p.add_argument("--no-ingest", action="store_true", help="fetch and check only")
+    polite(p)
+    p.set_defaults(handler=_cmd_collect_charts)
+
+    p = collect_sub.add_parser(
+        "previews",
+        help="find and download 30 s previews for catalog tracks without a clip",
+        description=(
+            "For each catalog track without a clip, looks the track up (by ISRC when known, "
+            "else by artist and title), accepts a match only on score, version markers and "
+            "duration, downloads the preview into the audio folder as <track_id>.<ext>, and "
+            "records every decision in DIR/collect/previews.parquet. A re-run skips everything "
+            "decided. Then: benchmark ingest audio AUDIO_DIR --data-dir DIR. Previews are for "
+            "research use only (docs/collect.md)."
+        ),
+    )
+    p.add_argument(
+        "--source", required=True, help="deezer, itunes or spotify (spotify: ISRCs, durations)"
+    )
+    p.add_argument("--limit", type=int, default=None, help="attempt at most N tracks")
+    p.add_argument("--market", default=None, help="country code for iTunes and Spotify")
+    p.add_argument(
+        "--audio-dir", type=Path, default=None, help="where clips go (default DIR/raw/audio)"
+    )
+    p.add_argument(
+        "--retry",
+        default="",
+        help="reopen decided tracks: comma-separated not_found,ambiguous,no_preview,preview_failed",
+    )
+    p.add_argument(
+        "--auth-url", default=None, help="spotify accounts base URL (default: --base-url)"
+    )
+    polite(p)
+    p.set_defaults(handler=_cmd_collect_previews)
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``benchmark`` argument parser (every sub-command and its options)."""
     parser = argparse.ArgumentParser(
         prog="benchmark",
         description=(
             "Audio-only music popularity prediction. Ingest chart files and audio previews, build "
-            "popularity targets, extract Essentia and log-mel features into a Feast store, then "
-            "benchmark tuned LightGBM against the MP2/MP3 spectrogram transformers (MLflow + results/). "
+            "popularity targets, extract audio feature sets into a Feast store, then benchmark "
+            "tuned LightGBM against the MP2/MP3 spectrogram transformers (MLflow + results/). "
             "Start with: benchmark run --suite all"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s ({DISTRIBUTION}) {package_version()}",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -126,14 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_sub = ingest.add_subparsers(dest="what", metavar="WHAT", required=True)
     p = ingest_sub.add_parser(
         "charts",
-        help="ingest chart files (CSV or kworb HTML, format detected from content) into streams.parquet",
+        help="ingest chart files (CSV or kworb HTML, format detected from content) into the streams table",
         description=(
             "Reads files and folders recursively. Each file's format is detected from its content; "
             "unknown or broken files are skipped and reported. Re-ingesting the same files adds nothing."
         ),
     )
     p.add_argument("paths", nargs="+", type=Path, help="chart files or folders")
-    _data_dir_arg(p)
+    _writer_args(p)
     p.set_defaults(handler=_cmd_ingest_charts)
     p = ingest_sub.add_parser(
         "audio",
@@ -146,16 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("folder", type=Path, help="folder of audio files (mp3, ogg, wav, flac)")
     p.add_argument("--mapping", type=Path, default=None, help="CSV: path,track_id[,song_id]")
-    _data_dir_arg(p)
+    _writer_args(p)
     p.set_defaults(handler=_cmd_ingest_audio)
+
+    _add_collect_commands(sub)
 
     # targets
     p = add(
         "targets",
         _cmd_targets,
-        "build popularity.parquet (curves, sum, debut, peak, Lee & Lee rank metrics) from streams.parquet",
+        "build the popularity table (curves, sum, debut, peak, Lee & Lee rank metrics) from the "
+        "streams table",
     )
-    _data_dir_arg(p)
+    _writer_args(p)
     p.add_argument(
         "--horizon", type=int, default=26, help="periods since debut in each curve (default 26)"
     )
@@ -183,28 +386,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--null",
         action="store_true",
-        help="make popularity independent of the audio (a negative control)",
+        help="make popularity independent of everything audible (a negative control)",
+    )
+    p.add_argument(
+        "--no-wait", action="store_true", help="fail at once if another command writes --out"
     )
 
     # features
-    feats = sub.add_parser("features", help="audio feature extraction")
+    feats = sub.add_parser("features", help="audio feature sets: extract, list")
     feats_sub = feats.add_subparsers(dest="what", metavar="WHAT", required=True)
     p = feats_sub.add_parser(
         "extract",
-        help="extract Essentia low-level features and log-mel spectrograms for every clip",
+        help="extract the audio feature sets of the registry for every clip",
         description=(
-            "Extracts both feature sets for every catalog track with audio in a process pool. Results "
-            "are cached by audio hash and extractor parameters; a re-run or a resumed run extracts "
-            "only what is missing. Failures go to DIR/extract_errors.parquet."
+            "Extracts the audio feature sets (default: every default set of the registry; see "
+            "`benchmark features list`) for every catalog track with audio, in a process pool. "
+            "Results are cached by audio hash and extractor parameters; a re-run or a resumed run "
+            "extracts only what is missing, and a damaged cache entry is recomputed. Failures go "
+            "to the data dir's extraction-errors table."
         ),
     )
-    _data_dir_arg(p)
+    _writer_args(p)
     p.add_argument("--workers", type=int, default=None, help="processes (default: number of cores)")
+    p.add_argument(
+        "--sets", default=None, help="comma-separated feature-set names (default: the default sets)"
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="clips longer than this are cut to their start (default 60); the summary counts them",
+    )
     p.set_defaults(handler=_cmd_features_extract)
+    p = feats_sub.add_parser(
+        "list", help="list the feature sets of the registry and whether the data dir has them"
+    )
+    _data_dir_arg(p)
+    p.set_defaults(handler=_cmd_features_list)
 
     # store
     p = add(
-        "store", _cmd_store, "the Feast feature store: apply definitions, materialize, or show info"
+        "store",
+        _cmd_store,
+        "the Feast feature store: apply definitions (rebuilds a damaged registry), materialize "
+        "(rebuilds a damaged online store), or show info",
     )
     p.add_argument("action", choices=["apply", "materialize", "info"])
     p.add_argument(
@@ -213,20 +438,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="popularity rows the store serves (apply only; default weekly)",
     )
-    _data_dir_arg(p)
+    _writer_args(p)
 
     # run
     p = add(
         "run",
         _cmd_run,
         "run a benchmark suite: the whole pipeline on the demo (default) or on --data-dir",
+        epilog=RUN_OUTPUTS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--suite",
-        default="all",
+        default=None,
         help=(
             "all, classical (global_mean, region_mean, lightgbm, oracle), deep (mp2, mp3), or a "
-            "comma-separated list of model names (default all)"
+            "comma-separated list of models; a model may name a feature set: lightgbm[musicnn] "
+            "(default: the config's suite, else all)"
         ),
     )
     p.add_argument(
@@ -234,33 +462,55 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help=(
-            "an ingested data dir (streams.parquet, catalog.parquet, clips.parquet); default: the "
-            "built-in demo in data/demo, generated and ingested when absent"
+            "an ingested data dir (streams, catalog and clips tables), or a demo written by "
+            "`benchmark demo --out DIR` (ingested on the first run); default: the built-in "
+            "demo in ./data/demo, generated and ingested when absent"
         ),
     )
     p.add_argument(
         "--config",
         type=Path,
         default=None,
-        help="TOML file whose settings override the profile (keys of benchmark.config.BenchmarkConfig)",
+        help="TOML file whose settings override the preset (keys of BenchmarkConfig, [models.NAME])",
     )
     p.add_argument(
         "--profile",
         choices=["quick", "full"],
-        default="quick",
-        help="quick: minutes on a laptop CPU; full: the numbers to publish (wants a GPU for MP2/MP3)",
+        default=None,
+        help="preset: quick (minutes on a laptop CPU) or full (the numbers to publish; wants a GPU "
+        "for MP2/MP3); default: the config's, else quick",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, search and models")
+    p.add_argument("--seed", type=int, default=None, help="seed of the split, search and models")
     p.add_argument(
-        "--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlflow.db)"
+        "--features",
+        default=None,
+        help="feature set of every tabular model that does not name one (e.g. spotify_audio_features)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default sqlite:///mlflow.db, in the current folder)",
     )
     p.add_argument(
         "--optuna-storage", default=None, help="Optuna RDB storage URL (default in memory)"
     )
     p.add_argument(
-        "--results-dir", type=Path, default=Path("results"), help="reports go to DIR/<dataset>/"
+        "--study-name",
+        default=None,
+        help="prefix of the Optuna study names; workers with the same name and storage share them",
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="reports go to DIR/<dataset>/ (default ./results)",
     )
     p.add_argument("--workers", type=int, default=None, help="feature-extraction processes")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another benchmark command is writing the data dir",
+    )
 
     # ui
     p = add("ui", _cmd_ui, "start the MLflow UI on 127.0.0.1 over the project's tracking store")
@@ -270,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``benchmark`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

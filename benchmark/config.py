@@ -1,7 +1,12 @@
-"""The benchmark's one typed configuration, loaded from a profile TOML plus an optional user TOML.
+"""The benchmark's one configuration system: typed settings loaded from TOML presets.
 
-Precedence: dataclass defaults < ``benchmark/configs/<profile>.toml`` < the user's ``--config`` file <
-keyword overrides (what the CLI passes). Every setting of a benchmark run lives here.
+Precedence: dataclass defaults < the preset ``benchmark/configs/<profile>.toml`` < the user's
+``--config`` file < keyword overrides (what the CLI passes; ``None`` means "not given", so a
+config file is never silently overridden by a command-line default).
+
+Every setting of a benchmark run lives here, the models' included: a ``[models.<name>]`` table
+holds the estimator parameters of one registry entry (nested tables for nested settings, e.g.
+``[models.mp2.training]``), plus the reserved key ``features`` (the feature set the model reads).
 """
 
 from __future__ import annotations
@@ -15,13 +20,22 @@ from pathlib import Path
 from typing import Any
 
 from ..features.errors import DataError
+from .registry import ModelRun, resolve_suite
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-PROFILES = ("quick", "full")
+PROFILES = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
 SPLITS = ("kfold", "temporal")
+RESERVED_MODEL_KEYS = ("features",)
+"""Keys of a ``[models.<name>]`` table that are not estimator parameters."""
 
 # Settings that say where outputs go, not what is computed: left out of the config hash.
-_OUTPUT_FIELDS = ("tracking_uri", "optuna_storage", "results_dir", "artifact_location")
+_OUTPUT_FIELDS = (
+    "tracking_uri",
+    "optuna_storage",
+    "study_name",
+    "results_dir",
+    "artifact_location",
+)
 
 
 @dataclass
@@ -36,9 +50,13 @@ class BenchmarkConfig:
         Dataset name: the MLflow experiment and the ``results/<dataset>/`` folder. Empty: the name of
         ``data_dir``.
     suite : str
-        Suite name (``classical``, ``deep``, ``all``) or a comma-separated list of model names.
+        Suite name (``classical``, ``deep``, ``all``) or a comma-separated list of model names
+        (``lightgbm[musicnn]`` names a feature set).
     profile : str
-        ``quick`` or ``full``: the TOML profile the settings came from.
+        The preset the settings came from (``quick`` or ``full``).
+    features : str or None
+        Feature set of every tabular model that does not name one (``--features``); None: each
+        model's own default.
     seed : int
         Seed of the split, the Optuna samplers, the models and the bootstrap.
     n_folds : int
@@ -83,18 +101,23 @@ class BenchmarkConfig:
         MLflow artifact root for a new experiment; None: ``mlartifacts/`` next to a sqlite store.
     optuna_storage : str or None
         Optuna RDB URL (e.g. ``sqlite:///optuna.db``); None keeps studies in memory.
+    study_name : str or None
+        Prefix of the Optuna study names (``<prefix>.<model>.fold<k>``); workers given the same
+        name and ``optuna_storage`` share the studies. None: ``<dataset>.<MLflow run id>``.
     results_dir : Path
         Root of the report folders.
     num_threads : int
         Threads per LightGBM model.
-    model_params : dict[str, dict[str, Any]]
-        Per-model fixed parameters (they override the search space and the defaults).
+    models : dict[str, dict[str, Any]]
+        Per-model tables: fixed estimator parameters (they override the search space and the
+        defaults) and the reserved key ``features``.
     """
 
     data_dir: Path = Path("data/demo")
     dataset: str = ""
-    suite: str = "classical"
+    suite: str = "all"
     profile: str = "quick"
+    features: str | None = None
     seed: int = 0
     n_folds: int = 5
     split: str = "kfold"
@@ -115,9 +138,10 @@ class BenchmarkConfig:
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_location: str | None = None
     optuna_storage: str | None = None
+    study_name: str | None = None
     results_dir: Path = Path("results")
     num_threads: int = 1
-    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -175,17 +199,23 @@ class BenchmarkConfig:
         text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def model_names(self) -> list[str]:
-        """Model names of ``suite`` (a suite name or a comma-separated list).
+    def model_runs(self) -> list[ModelRun]:
+        """The model runs of ``suite``, each bound to its feature set.
 
         Returns
         -------
-        list[str]
-            Model names in run order.
+        list[ModelRun]
+            In run order.
         """
-        from .suites import resolve_suite
+        model_features = {
+            name: table["features"] for name, table in self.models.items() if "features" in table
+        }
+        return resolve_suite(self.suite, self.features, model_features)
 
-        return resolve_suite(self.suite)
+    def model_params(self, name: str) -> dict[str, Any]:
+        """The estimator parameters the configuration fixes for model ``name``."""
+        table = self.models.get(name, {})
+        return {k: v for k, v in table.items() if k not in RESERVED_MODEL_KEYS}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -205,27 +235,38 @@ def _merge(base: dict[str, Any], update: dict[str, Any], source: str) -> dict[st
         raise DataError(f"{source}: unknown setting(s) {', '.join(unknown)}")
     out = dict(base)
     for key, value in update.items():
-        if key == "model_params":
-            merged = {name: dict(p) for name, p in out.get("model_params", {}).items()}
+        if key == "models":
+            merged = {name: dict(p) for name, p in out.get("models", {}).items()}
             for name, params in value.items():
-                merged.setdefault(name, {}).update(params)
+                merged[name] = _deep_update(merged.get(name, {}), params)
             out[key] = merged
         else:
             out[key] = value
     return out
 
 
+def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_config(
-    profile: str = "quick", path: Path | str | None = None, **overrides: Any
+    profile: str | None = None, path: Path | str | None = None, **overrides: Any
 ) -> BenchmarkConfig:
     """Build a :class:`BenchmarkConfig` from a profile, a user TOML and overrides.
 
     Parameters
     ----------
-    profile : str
-        ``quick`` or ``full`` (``benchmark/configs/<profile>.toml``).
+    profile : str, optional
+        Preset name (``benchmark/configs/<profile>.toml``); default: the ``profile`` key of the
+        user's TOML, else ``quick``.
     path : Path or str, optional
-        User TOML whose settings override the profile's (same keys as the dataclass).
+        User TOML whose settings override the preset's (same keys as the dataclass).
     **overrides : Any
         Final overrides (e.g. from the CLI); ``None`` values are ignored.
 
@@ -239,13 +280,15 @@ def load_config(
     DataError
         Unknown profile, unreadable TOML, unknown keys or invalid values.
     """
+    user = _read_toml(Path(path)) if path is not None else {}
+    profile = profile or user.get("profile") or "quick"
     if profile not in PROFILES:
         raise DataError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     profile_path = CONFIG_DIR / f"{profile}.toml"
     settings = _merge({}, _read_toml(profile_path), str(profile_path))
     settings["profile"] = profile
     if path is not None:
-        settings = _merge(settings, _read_toml(Path(path)), str(path))
+        settings = _merge(settings, {**user, "profile": profile}, str(path))
     settings = _merge(
         settings, {k: v for k, v in overrides.items() if v is not None}, "config overrides"
     )

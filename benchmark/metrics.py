@@ -46,28 +46,13 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from ..features.targets import curve_columns
+
 TOP_FRACTION = 0.10
 """Share of rows called a hit by top-10% hit precision."""
 
 CURVE_TARGET = "curve"
 """Pseudo-target name of the curve metrics (columns ``curve_00 .. curve_{H-1}``)."""
-
-
-def curve_columns(columns: Iterable[str]) -> list[str]:
-    """The ``curve_<h>`` columns in period order (numeric, so ``curve_100`` follows ``curve_99``).
-
-    Parameters
-    ----------
-    columns : Iterable[str]
-        Column names.
-
-    Returns
-    -------
-    list[str]
-        The curve columns sorted by period.
-    """
-    found = [c for c in columns if c.startswith("curve_") and c[6:].isdigit()]
-    return sorted(found, key=lambda c: int(c[6:]))
 
 
 # --- weighted building blocks (w: (B, N), x: (N,)) -------------------------------------------

@@ -3,11 +3,13 @@
 Stages talk only through tables on disk and each skips work already done:
 
 demo -> ingest charts -> ingest audio -> targets -> extract features -> Feast apply + materialize
--> benchmark (``run_suite``) -> HTML report.
+-> benchmark (``run_suite``) -> report.
 
-The demo and ingestion stages run only for the built-in demo (``data/demo``); on a user's own data dir
-the pipeline starts from the ingested tables. A stage is skipped when a fingerprint of its inputs and
-parameters matches the one recorded in ``DIR/pipeline_state.json`` after its last successful run.
+The demo and ingestion stages run only for a demo: the built-in one (``data/demo`` under the
+current folder) or one written elsewhere by ``benchmark demo --out DIR``; on a user's own data dir
+the pipeline starts from the ingested tables. A stage is skipped when a fingerprint of its inputs
+and parameters matches the one recorded in the data dir's pipeline state after its last
+successful run. The whole job holds the data dir's writer lock.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import argparse
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ..features.errors import DataError
+from ..features.feature_sets import get_feature_set
+from ..features.layout import DataLayout, write_json_atomic
 from .config import BenchmarkConfig, load_config
 
 DEMO_DIR = Path("data/demo")
-STATE_FILE = "pipeline_state.json"
 
 
 @dataclass
@@ -54,21 +59,26 @@ def _fingerprint(paths: Iterable[Path], params: object = None) -> str:
 class Pipeline:
     """Runs the stages in order, timing each and skipping the ones whose inputs did not change."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir)
+    def __init__(self, layout: DataLayout) -> None:
+        self.layout = layout
         self.timings: list[StageTiming] = []
-        self._state_path = self.data_dir / STATE_FILE
 
     def _state(self) -> dict[str, str]:
-        if self._state_path.exists():
-            return json.loads(self._state_path.read_text())
-        return {}
-
-    def _save_state(self, state: dict[str, str]) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-        tmp.replace(self._state_path)
+        """The recorded stage fingerprints; a damaged state file is reset with a warning."""
+        state_file = self.layout.pipeline_state
+        if not state_file.exists():
+            return {}
+        try:
+            state = state_file.read()
+        except DataError as exc:
+            state = None
+            problem = str(exc)
+        else:
+            problem = f"{state_file.path}: not a table of stage fingerprints"
+        if not isinstance(state, dict) or not all(isinstance(v, str) for v in state.values()):
+            warnings.warn(f"{problem}; every stage runs again", stacklevel=2)
+            return {}
+        return state
 
     def stage(
         self,
@@ -98,81 +108,82 @@ class Pipeline:
             # the key of the inputs the action saw: an input changed meanwhile reruns next time
             state = self._state()
             state[name] = key
-            self._save_state(state)
+            self.layout.pipeline_state.write(state)
         return result
 
 
-def prepare_demo(data_dir: Path, pipeline: Pipeline, *, seed: int = 0) -> None:
-    """Generate (when absent) and ingest the built-in demo dataset into ``data_dir``."""
+def prepare_demo(layout: DataLayout, pipeline: Pipeline, *, seed: int = 0) -> None:
+    """Generate (when absent) and ingest the built-in demo dataset into ``layout``."""
     from ..features.catalog import ingest_audio
     from ..features.charts import ingest_charts
-    from ..features.demo import make_demo
+    from ..features.demo import is_demo, make_demo
 
-    raw = data_dir / "raw"
-    if (raw / "demo.json").exists():
+    raw = layout.raw_dir
+    if is_demo(layout.root):
         # a demo of any size generated earlier (benchmark demo --songs ...) is kept as it is
         pipeline.timings.append(StageTiming("demo", 0.0, "up to date"))
         print(f"[demo] {raw} exists, kept")
     else:
-        pipeline.stage("demo", lambda: make_demo(data_dir, seed=seed))
+        pipeline.stage("demo", lambda: make_demo(layout.root, seed=seed))
     pipeline.stage(
         "ingest charts",
-        lambda: print(ingest_charts([raw / "charts"], data_dir).summary()),
+        lambda: print(ingest_charts([raw / "charts"], layout.root).summary()),
         inputs=[raw / "charts"],
-        outputs=[data_dir / "streams.parquet", data_dir / "catalog.parquet"],
+        outputs=[layout.streams.path, layout.catalog.path],
     )
     pipeline.stage(
         "ingest audio",
-        lambda: print(ingest_audio(raw / "audio", data_dir, mapping=raw / "catalog.csv").summary()),
-        inputs=[raw / "audio", raw / "catalog.csv", data_dir / "streams.parquet"],
-        outputs=[data_dir / "clips.parquet"],
+        lambda: print(
+            ingest_audio(raw / "audio", layout.root, mapping=raw / "catalog.csv").summary()
+        ),
+        inputs=[raw / "audio", raw / "catalog.csv", layout.streams.path],
+        outputs=[layout.clips.path],
     )
 
 
-def prepare_features(config: BenchmarkConfig, pipeline: Pipeline, *, workers: int | None) -> None:
-    """Targets, audio features and the Feast store for ``config.data_dir``."""
+def prepare_features(
+    config: BenchmarkConfig, layout: DataLayout, pipeline: Pipeline, *, workers: int | None
+) -> None:
+    """Targets, the suite's audio feature sets and the Feast store for ``config.data_dir``."""
     from ..features import store
     from ..features.extract import extract_features
     from ..features.targets import build_targets
 
-    data_dir = config.data_dir
-    for required in ("streams.parquet", "catalog.parquet"):
-        if not (data_dir / required).exists():
+    for table in (layout.streams, layout.catalog):
+        if not table.exists():
             raise DataError(
-                f"{data_dir / required}: missing; ingest chart files first "
-                f"(benchmark ingest charts PATH --data-dir {data_dir})"
+                f"{table.path}: missing; ingest chart files first "
+                f"(benchmark ingest charts PATH --data-dir {layout.root})"
             )
     pipeline.stage(
         "targets",
-        lambda: build_targets(data_dir, horizon=config.horizon, null_policy=config.null_policy),
-        inputs=[data_dir / "streams.parquet"],
+        lambda: build_targets(layout.root, horizon=config.horizon, null_policy=config.null_policy),
+        inputs=[layout.streams.path],
         params={"horizon": config.horizon, "null_policy": config.null_policy},
-        outputs=[data_dir / "popularity.parquet"],
+        outputs=[layout.popularity.path],
     )
-    pipeline.stage(
-        "extract features",
-        lambda: print(extract_features(data_dir, workers=workers).summary()),
-        inputs=[data_dir / "catalog.parquet", data_dir / "clips.parquet"],
-        outputs=[
-            data_dir / "features" / "essentia_lowlevel.parquet",
-            data_dir / "features" / "mel.parquet",
-        ],
-    )
-    feature_files = [
-        data_dir / "features" / "essentia_lowlevel.parquet",
-        data_dir / "features" / "mel.parquet",
-        data_dir / "popularity.parquet",
-    ]
+    sets = [get_feature_set(run.features, layout) for run in config.model_runs() if run.features]
+    audio = sorted({fs.name for fs in sets if fs.extractor is not None})
+    if audio:
+        pipeline.stage(
+            "extract features",
+            lambda: print(extract_features(layout.root, workers=workers, sets=audio).summary()),
+            inputs=[layout.catalog.path, layout.clips.path],
+            params={"sets": audio},
+            outputs=[get_feature_set(name).table(layout).path for name in audio],
+        )
     pipeline.stage(
         "feast apply + materialize",
-        lambda: (store.apply(data_dir, period=config.period), store.materialize(data_dir)),
-        inputs=feature_files,
+        lambda: (store.apply(layout.root, period=config.period), store.materialize(layout.root)),
+        inputs=[layout.features_dir, layout.popularity.path],
         params={"period": config.period},
     )
 
 
-def run_pipeline(config: BenchmarkConfig, *, demo: bool, workers: int | None = None):
-    """Run every stage for ``config`` and return the benchmark's :class:`Results`.
+def run_pipeline(
+    config: BenchmarkConfig, *, demo: bool, workers: int | None = None, no_wait: bool = False
+) -> tuple[Any, list[StageTiming], Path]:
+    """Run every stage for ``config`` and return the benchmark's results.
 
     Parameters
     ----------
@@ -182,66 +193,81 @@ def run_pipeline(config: BenchmarkConfig, *, demo: bool, workers: int | None = N
         Generate and ingest the built-in demo into ``config.data_dir`` first.
     workers : int, optional
         Feature-extraction processes (default: the number of cores).
+    no_wait : bool
+        Fail at once when another command is writing the data dir.
 
     Returns
     -------
     tuple[Results, list[StageTiming], Path]
         The benchmark results, the stage timings, and the HTML report.
     """
-    from . import tracking
-    from .html_report import write_html_report
-    from .runner import run_suite
+    from .data import load_benchmark_data
+    from .report import render_pages
+    from .runner import run_suite, select_runs
 
-    pipeline = Pipeline(config.data_dir)
-    if demo:
-        prepare_demo(config.data_dir, pipeline, seed=config.seed)
-    prepare_features(config, pipeline, workers=workers)
+    layout = DataLayout(config.data_dir)
+    with layout.writing("benchmark run", no_wait=no_wait):
+        pipeline = Pipeline(layout)
+        if demo:
+            prepare_demo(layout, pipeline, seed=config.seed)
+        prepare_features(config, layout, pipeline, workers=workers)
 
-    start = time.perf_counter()
-    print(f"[benchmark] suite {config.suite!r}, profile {config.profile!r} ...", flush=True)
-    results = run_suite(config)
-    seconds = time.perf_counter() - start
-    pipeline.timings.append(StageTiming("benchmark", seconds, "ran"))
-    print(f"[benchmark] done in {seconds:.1f} s", flush=True)
+        start = time.perf_counter()
+        print(f"[benchmark] suite {config.suite!r}, profile {config.profile!r} ...", flush=True)
+        data = load_benchmark_data(config, select_runs(config))
+        results = run_suite(config, data)
+        pipeline.timings.append(StageTiming("benchmark", time.perf_counter() - start, "ran"))
+        print(f"[benchmark] done in {pipeline.timings[-1].seconds:.1f} s", flush=True)
 
-    start = time.perf_counter()
-    report = write_html_report(
-        results.results_dir,
-        config.data_dir,
-        title=f"Popularity benchmark: {config.dataset}",
-        config=config.to_dict(),
-        timings=[asdict(t) for t in pipeline.timings],
-        commit=tracking.git_commit(),
-        best_classical=results.best_classical,
-    )
-    pipeline.timings.append(StageTiming("report", time.perf_counter() - start, "ran"))
-    (results.results_dir / "timings.json").write_text(
-        json.dumps([asdict(t) for t in pipeline.timings], indent=1)
-    )
+        start = time.perf_counter()
+        timings = [asdict(t) for t in pipeline.timings]
+        report = render_pages(results, data, timings=timings)
+        pipeline.timings.append(StageTiming("report", time.perf_counter() - start, "ran"))
+        assert results.results_dir is not None
+        write_json_atomic(
+            results.results_dir / "timings.json", [asdict(t) for t in pipeline.timings]
+        )
     return results, pipeline.timings, report
+
+
+def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
+    """The configuration of ``benchmark run``: preset < ``--config`` file < options given.
+
+    Options left out on the command line are None and change nothing, so a setting of the
+    ``--config`` file is never replaced by a command-line default.
+    """
+    overrides = {
+        "suite": args.suite,
+        "seed": args.seed,
+        "features": args.features,
+        "tracking_uri": args.tracking_uri,
+        "optuna_storage": args.optuna_storage,
+        "study_name": args.study_name,
+        "results_dir": args.results_dir,
+    }
+    return load_config(args.profile, args.config, data_dir=args.data_dir, **overrides)
 
 
 def run_from_cli(args: argparse.Namespace) -> int:
     """``benchmark run``: build the config from the arguments and run the pipeline."""
-    demo = args.data_dir is None
-    data_dir = DEMO_DIR if demo else Path(args.data_dir)
-    if not demo and not data_dir.is_dir():
-        raise DataError(f"{data_dir}: data dir not found")
-    config = load_config(
-        args.profile,
-        args.config,
-        data_dir=data_dir,
-        suite=args.suite,
-        seed=args.seed,
-        tracking_uri=args.tracking_uri,
-        optuna_storage=args.optuna_storage,
-        results_dir=args.results_dir,
-    )
-    config.model_names()  # fail fast on an unknown suite or model name
+    from ..features.demo import is_demo
+    from .report import terminal_table
+
+    config = config_from_args(args)
+    if args.data_dir is not None and not config.data_dir.is_dir():
+        raise DataError(
+            f"{config.data_dir}: data dir not found (for a demo there: benchmark demo --out "
+            f"{config.data_dir})"
+        )
+    # the built-in demo, or a demo that `benchmark demo --out DIR` wrote: its raw files get ingested
+    demo = (args.data_dir is None and config.data_dir == DEMO_DIR) or is_demo(config.data_dir)
+    config.model_runs()  # fail fast on an unknown suite or model name
     total = time.perf_counter()
-    results, timings, report = run_pipeline(config, demo=demo, workers=args.workers)
+    results, timings, report = run_pipeline(
+        config, demo=demo, workers=args.workers, no_wait=args.no_wait
+    )
     print()
-    print(results.table())
+    print(terminal_table(results))
     print()
     width = max(len(t.stage) for t in timings)
     for t in timings:
@@ -249,6 +275,6 @@ def run_from_cli(args: argparse.Namespace) -> int:
     print(f"  {'total':<{width}}  {time.perf_counter() - total:7.1f} s")
     print()
     print(f"Report:    {report}")
-    print(f"Summary:   {results.results_dir / 'summary.md'}")
+    print(f"Summary:   {report.parent / 'summary.md'}")
     print(f"MLflow UI: benchmark ui   (or: mlflow ui --backend-store-uri {config.tracking_uri})")
     return 0

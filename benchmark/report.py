@@ -1,28 +1,40 @@
-"""The ``results/<dataset>/`` report: summary.md, summary.csv and PNG plots.
+"""The ``results/<dataset>/`` report: one report model, two renderers.
 
-``summary.csv`` is the tidy metrics table (one row per model x target x metric, with the 95%
-bootstrap interval and the paired difference to the best classical model and to region-mean);
-``summary.md`` is the comparison table with intervals, the split, the config, date and commit.
+:func:`build_report` turns a run's :class:`~benchmark.results.Results` into a :class:`Report`
+(the metrics pivoted into one table per target, the run's method, the data summary, the plots).
+:func:`render_markdown` writes it as ``summary.md`` and :func:`render_html` as a self-contained
+``report.html`` through the Jinja2 template ``templates/report.html.j2``; the terminal table is a
+third view of the same pivot. ``summary.csv`` is the tidy metrics table itself (one row per model
+x target x metric, with the 95% bootstrap interval and the paired differences).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..features.layout import DataLayout, write_text_atomic
+from .data import BenchmarkData
 from .metrics import CURVE_TARGET, METRICS
+from .plots import (
+    plot_curve_rmse_by_step,
+    plot_curves_by_region,
+    plot_feature_importance,
+    plot_metric_intervals,
+    plot_pred_vs_true,
+    plot_region_spearman,
+)
+from .results import Results
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from .runner import BenchmarkData, Results
-
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 SUMMARY_COLUMNS = [
     "model",
     "kind",
@@ -43,319 +55,365 @@ SUMMARY_COLUMNS = [
     "n_rows",
     "n_songs",
 ]
+TERMINAL_METRICS = ("rmse", "r2", "spearman", "spearman_region", "top10_precision")
 
 
-def _cell(value: float, low: float, high: float) -> str:
+# --- the pivot ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One metric of one model: value, interval, and the paired difference to the reference."""
+
+    value: float
+    low: float = np.nan
+    high: float = np.nan
+    diff: float = np.nan
+    diff_low: float = np.nan
+    diff_high: float = np.nan
+    maximize: bool = True
+
+    @property
+    def text(self) -> str:
+        """``value [low, high]``; ``n/a`` when the metric is undefined."""
+        return _interval_text(self.value, self.low, self.high)
+
+    @property
+    def diff_text(self) -> str:
+        """``+diff [low, high]`` against the reference; empty without one."""
+        if not np.isfinite(self.diff):
+            return ""
+        return _interval_text(self.diff, self.diff_low, self.diff_high, signed=True)
+
+    @property
+    def verdict(self) -> str:
+        """``better`` / ``worse`` when the difference's interval excludes 0, else ``""``."""
+        if not (np.isfinite(self.diff_low) and np.isfinite(self.diff_high)):
+            return ""
+        if self.diff_low > 0:
+            return "better" if self.maximize else "worse"
+        if self.diff_high < 0:
+            return "worse" if self.maximize else "better"
+        return ""
+
+
+def _interval_text(value: float, low: float, high: float, signed: bool = False) -> str:
+    fmt = "{:+.3f}" if signed else "{:.3f}"
     if not np.isfinite(value):
         return "n/a"
     if not (np.isfinite(low) and np.isfinite(high)):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+        return fmt.format(value)
+    return f"{fmt.format(value)} [{fmt.format(low)}, {fmt.format(high)}]"
 
 
-def metrics_wide(table: pd.DataFrame, metrics: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """Per target, a model x metric table of ``value [ci_low, ci_high]`` strings.
+@dataclass
+class Row:
+    """One model's row of a target table."""
 
-    The last column is the paired difference in the primary metric (the first of ``metrics``
-    the table has, Spearman by default) against the reference model.
+    model: str
+    kind: str
+    cells: dict[str, Cell]
+    is_reference: bool = False
+
+
+@dataclass
+class TargetTable:
+    """Every model's metrics for one target."""
+
+    target: str
+    metrics: list[str]
+    rows: list[Row]
+    reference: str | None
+    lead_metric: str
+
+    @property
+    def heading(self) -> str:
+        """Section heading."""
+        return "curves (log1p streams)" if self.target == CURVE_TARGET else self.target
+
+
+def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[TargetTable]:
+    """The tidy metrics table as one model x metric table per target (the one pivot).
 
     Parameters
     ----------
-    table : pd.DataFrame
-        Output of :func:`benchmark.metrics.evaluate`.
-    metrics : Sequence[str]
-        Metric columns, in order.
+    table : pandas.DataFrame
+        Output of :func:`benchmark.metrics.evaluate` (with ``kind``).
+    metrics : Sequence[str], optional
+        Metric columns in order (default: every registered metric the table has).
 
     Returns
     -------
-    dict[str, pd.DataFrame]
-        Target name to its table.
+    list[TargetTable]
+        In target order.
     """
-    out = {}
+    out = []
+    order = list(metrics or METRICS)
     for target, rows in table.groupby("target", sort=False):
-        shown = [m for m in metrics if m in set(rows.metric)] or list(dict.fromkeys(rows.metric))
+        shown = [m for m in order if m in set(rows.metric)] or list(dict.fromkeys(rows.metric))
         lead = "spearman" if "spearman" in shown else shown[0]
-        records = []
+        refs = rows.loc[rows.metric == lead, "reference"].dropna()
+        reference = str(refs.iloc[0]) if len(refs) else None
+        model_rows = []
         for model, mrows in rows.groupby("model", sort=False):
-            by_metric = mrows.set_index("metric")
-            record: dict[str, Any] = {"model": model}
-            for m in shown:
-                if m in by_metric.index:
-                    r = by_metric.loc[m]
-                    record[m] = _cell(r.value, r.ci_low, r.ci_high)
-            r = by_metric.loc[lead]
-            if pd.notna(r.reference) and r.reference != model:
-                record[f"{lead} vs {r.reference}"] = _cell(r["diff"], r.diff_ci_low, r.diff_ci_high)
-            records.append(record)
-        out[str(target)] = pd.DataFrame.from_records(records).fillna("")
+            cells = {}
+            for r in mrows.itertuples():
+                if r.metric in shown:
+                    cells[r.metric] = Cell(
+                        r.value,
+                        r.ci_low,
+                        r.ci_high,
+                        np.nan if r.reference == model else r.diff,
+                        r.diff_ci_low,
+                        r.diff_ci_high,
+                        bool(r.maximize),
+                    )
+            kind = str(mrows["kind"].iloc[0]) if "kind" in mrows else "model"
+            model_rows.append(Row(str(model), kind, cells, str(model) == reference))
+        out.append(TargetTable(str(target), shown, model_rows, reference, lead))
     return out
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+# --- the report model ---------------------------------------------------------------------------
 
 
-# --- plots ---------------------------------------------------------------------------------
+@dataclass
+class Report:
+    """Everything both renderers show."""
+
+    title: str
+    generated: str
+    commit: str
+    facts: list[str]
+    tables: list[TargetTable]
+    plots: list[Path]
+    data_rows: list[tuple[str, str]]
+    config: dict[str, Any]
+    timings: list[Mapping[str, Any]] = field(default_factory=list)
 
 
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def plot_pred_vs_true(
-    truth: pd.Series, predictions: Mapping[str, pd.Series], target: str
-) -> Figure:
-    """Scatter of predicted against true values, one panel per model.
-
-    Parameters
-    ----------
-    truth : pd.Series
-        True values.
-    predictions : Mapping[str, pd.Series]
-        Model name to predictions (same index as ``truth``).
-    target : str
-        Target name (axis label).
-
-    Returns
-    -------
-    Figure
-        The figure.
-    """
-    n = max(1, len(predictions))
-    cols = min(3, n)
-    rows = int(np.ceil(n / cols))
-    fig = _figure(4 * cols, 3.6 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    finite = truth[np.isfinite(truth)]
-    low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-    for ax, (model, pred) in zip(axes, predictions.items(), strict=False):
-        ax.scatter(truth, pred.loc[truth.index], s=6, alpha=0.5)
-        ax.plot([low, high], [low, high], color="grey", linewidth=1)
-        ax.set_title(model)
-        ax.set_xlabel(f"true {target}")
-        ax.set_ylabel("predicted")
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig
+def summarize_data(layout: DataLayout) -> list[tuple[str, str]]:
+    """Counts a reader needs to judge a result: size, coverage, censoring and failures."""
+    if not (layout.streams.exists() and layout.catalog.exists() and layout.popularity.exists()):
+        return []
+    streams = layout.streams.read(["region", "period", "chart_date"])
+    catalog = layout.catalog.read(["track_id", "song_id"])
+    popularity = layout.popularity.read(["left_censored", "complete_horizon"])
+    clips = layout.clips.read(["track_id"], missing_ok=True)
+    failures = len(layout.extract_errors.read()) if layout.extract_errors.exists() else 0
+    regions = sorted(streams["region"].unique().tolist())
+    return [
+        ("tracks", f"{len(catalog):,}"),
+        ("songs (versions grouped)", f"{catalog['song_id'].nunique():,}"),
+        ("regions", f"{len(regions)}: {', '.join(regions)}"),
+        ("periods", ", ".join(sorted(streams["period"].unique().tolist()))),
+        ("chart dates", f"{streams['chart_date'].nunique():,}"),
+        ("(track, region, period) targets", f"{len(popularity):,}"),
+        (
+            "left-censored (on the first chart of the data)",
+            f"{int(popularity['left_censored'].sum()):,}",
+        ),
+        (
+            "horizon not covered by the data",
+            f"{int((~popularity['complete_horizon'].astype(bool)).sum()):,}",
+        ),
+        ("tracks with audio / clips", f"{clips['track_id'].nunique():,} / {len(clips):,}"),
+        ("extraction failures", f"{failures:,}"),
+    ]
 
 
-def plot_region_spearman(
-    truth: pd.Series, regions: pd.Series, predictions: Mapping[str, pd.Series], target: str
-) -> Figure:
-    """Bars of the Spearman correlation within each region, per model.
-
-    Parameters
-    ----------
-    truth : pd.Series
-        True values.
-    regions : pd.Series
-        Region of every row.
-    predictions : Mapping[str, pd.Series]
-        Model name to predictions.
-    target : str
-        Target name (title).
-
-    Returns
-    -------
-    Figure
-        The figure.
-    """
-    spearman = METRICS["spearman"]
-    names = sorted(regions.astype(str).unique())
-    fig = _figure(max(6.0, 0.5 * len(names) * max(1, len(predictions)) ** 0.5 + 3), 4)
-    ax = fig.subplots()
-    width = 0.8 / max(1, len(predictions))
-    for i, (model, pred) in enumerate(predictions.items()):
-        values = []
-        for region in names:
-            rows = (regions.astype(str) == region).to_numpy() & np.isfinite(truth.to_numpy())
-            values.append(
-                spearman(truth.to_numpy()[rows], pred.loc[truth.index].to_numpy()[rows])
-                if rows.sum() >= 2
-                else np.nan
-            )
-        ax.bar(np.arange(len(names)) + i * width, values, width=width, label=model)
-    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=45)
-    ax.axhline(0.0, color="grey", linewidth=1)
-    ax.set_ylabel("Spearman within region")
-    ax.set_title(f"per-region Spearman, {target}")
-    ax.legend(fontsize="small")
-    return fig
-
-
-def plot_feature_importance(importance: pd.DataFrame, top: int = 20) -> Figure:
-    """Horizontal bars of the largest gain importances (summed over targets).
-
-    Parameters
-    ----------
-    importance : pd.DataFrame
-        Feature x target importances (``LightGBMRegressor.feature_importance``).
-    top : int
-        Features shown.
-
-    Returns
-    -------
-    Figure
-        The figure.
-    """
-    total = importance.sum(axis=1).sort_values(ascending=True).tail(top)
-    fig = _figure(7, 0.3 * len(total) + 1.5)
-    ax = fig.subplots()
-    ax.barh(total.index.astype(str), total.to_numpy())
-    ax.set_xlabel("gain (summed over targets)")
-    ax.set_title("LightGBM feature importance")
-    return fig
+def _method(results: Results, data: BenchmarkData) -> list[str]:
+    """The run's facts: data, features, split, tuning, intervals, tracking."""
+    config, tags = results.config, results.tags
+    evaluated = int((results.split["test_fold"] >= 0).sum())
+    if config.split == "kfold":
+        split = (
+            f"song-grouped {config.n_folds}-fold (seed {config.seed}); every row is predicted "
+            "once, out of fold"
+        )
+    else:
+        split = (
+            f"temporal: the last {config.test_fraction:.0%} of songs by first debut are the test "
+            f"set ({evaluated} rows)"
+        )
+    tuned = [m.name for m in results.models.values() if m.tuned]
+    tuning = (
+        f"Optuna TPE (seeded), {config.n_trials} trials per outer fold for every tunable model "
+        f"({', '.join(tuned) or 'none'}), "
+        + (
+            "inner song-grouped holdout"
+            if config.inner_folds == 0
+            else f"inner {config.inner_folds}-fold"
+        )
+        + (", median pruning" if config.pruning else "")
+    )
+    inputs = "; ".join(
+        f"{m.name}: {m.features} (`{m.feature_service}`)"
+        for m in results.models.values()
+        if m.features
+    )
+    return [
+        f"dataset: `{data.data_dir or 'in memory'}`, fingerprint `{data.fingerprint[:16]}`, "
+        f"{len(data.frame):,} (track, region) rows, {data.frame['song_id'].nunique():,} songs, "
+        f"{data.frame['region'].nunique()} regions, {config.period} charts",
+        f"inputs (through Feast): {inputs or 'none'}",
+        f"split: {split}",
+        f"tuning: {tuning}",
+        f"intervals: 95% bootstrap over songs, {config.bootstrap} resamples (seed {config.seed}); "
+        "differences are paired (same resamples for every model)",
+        "rank metrics (spearman, spearman_region, top10_precision) are computed within each "
+        "outer fold (the rows one fitted model ranked) and averaged; n/a: the model's "
+        "predictions carry no ranking there",
+        f"MLflow: `{config.tracking_uri}`, parent run `{results.run_id}`, config hash "
+        f"`{tags.get('config_hash', '')[:16]}`",
+    ]
 
 
-def plot_metric_intervals(table: pd.DataFrame, target: str, metric: str) -> Figure:
-    """Point estimates with 95% bootstrap intervals of one metric, per model.
-
-    Parameters
-    ----------
-    table : pd.DataFrame
-        Output of :func:`benchmark.metrics.evaluate`.
-    target, metric : str
-        Which numbers to plot.
-
-    Returns
-    -------
-    Figure
-        The figure.
-    """
-    rows = table[(table.target == target) & (table.metric == metric)]
-    fig = _figure(6, 0.5 * len(rows) + 1.5)
-    ax = fig.subplots()
-    y = np.arange(len(rows))
-    err = np.vstack([rows.value - rows.ci_low, rows.ci_high - rows.value]).clip(min=0)
-    ax.errorbar(rows.value, y, xerr=np.nan_to_num(err), fmt="o", capsize=3)
-    ax.set_yticks(y, rows.model)
-    ax.set_xlabel(f"{metric} (95% bootstrap interval over songs)")
-    ax.set_title(target)
-    return fig
-
-
-# --- the report ----------------------------------------------------------------------------
-
-
-def plot_curve_rmse_by_step(truth: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]) -> Figure:
-    """RMSE of the log1p curve at each period since debut, one line per curve model.
-
-    Parameters
-    ----------
-    truth : pd.DataFrame
-        True curves, columns ``curve_00 ..`` (NaN = unobserved, left out).
-    predictions : Mapping[str, pd.DataFrame]
-        Model name to predicted curves (same columns and index).
-
-    Returns
-    -------
-    Figure
-        The figure.
-    """
-    columns = list(truth.columns)
-    y = truth.to_numpy(dtype=float)  # (N, H)
-    fig = _figure(6.5, 3.6)
-    ax = fig.subplots()
-    for model, pred in predictions.items():
-        err = (pred.loc[truth.index, columns].to_numpy(dtype=float) - y) ** 2  # (N, H)
-        rmse = np.sqrt(np.nanmean(np.where(np.isfinite(y), err, np.nan), axis=0))  # (H,)
-        ax.plot(np.arange(len(columns)), rmse, marker="o", markersize=3, label=model)
-    ax.set_xlabel("periods since debut")
-    ax.set_ylabel("RMSE of log1p streams")
-    ax.set_title("curve RMSE per horizon step (observed periods)")
-    ax.legend(fontsize=8)
-    return fig
-
-
-def plot_curves_by_region(
-    truth: pd.DataFrame,
-    regions: pd.Series,
-    predictions: Mapping[str, pd.DataFrame],
-    per_region: int = 3,
-    labels: pd.Series | None = None,
-) -> Figure:
-    """Predicted against true curves for a few test tracks of each region.
-
-    The tracks shown are the ones with the most observed periods in each region (ties by row
-    order), so the picture is deterministic.
-
-    Parameters
-    ----------
-    truth : pd.DataFrame
-        True log1p curves (``curve_..`` columns).
-    regions : pd.Series
-        Region of each row (same index).
-    predictions : Mapping[str, pd.DataFrame]
-        Model name to predicted curves.
-    per_region : int
-        Tracks per region.
-    labels : pd.Series, optional
-        Panel title of each row (e.g. the track id); default the row index.
-
-    Returns
-    -------
-    Figure
-        One row of panels per region.
-    """
-    columns = list(truth.columns)
-    names = sorted(regions.unique())
-    fig = _figure(3.2 * per_region, 2.4 * len(names))
-    axes = fig.subplots(len(names), per_region, squeeze=False)
-    steps = np.arange(len(columns))
-    for r, region in enumerate(names):
-        rows = truth[regions == region]
-        observed = rows.notna().sum(axis=1).sort_values(ascending=False, kind="stable")
-        for c in range(per_region):
-            ax = axes[r, c]
-            if c >= len(observed):
-                ax.set_visible(False)
-                continue
-            index = observed.index[c]
-            ax.plot(steps, rows.loc[index].to_numpy(dtype=float), "k.-", label="true")
-            for model, pred in predictions.items():
-                ax.plot(steps, pred.loc[index, columns].to_numpy(dtype=float), label=model)
-            label = labels.loc[index] if labels is not None else f"row {index}"
-            ax.set_title(f"{region}: {label}", fontsize=8)
-            ax.tick_params(labelsize=7)
-            if r == 0 and c == 0:
-                ax.legend(fontsize=7)
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path)
-    return path
-
-
-def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str]) -> Path:
-    """Write ``results_dir/<dataset>/`` (summary.md, summary.csv, split.csv, PNG plots).
+def build_report(
+    results: Results,
+    data: BenchmarkData,
+    plots: Sequence[Path] = (),
+    timings: Sequence[Mapping[str, Any]] = (),
+) -> Report:
+    """The report model of a run.
 
     Parameters
     ----------
     results : Results
-        The run's results.
+        The run.
     data : BenchmarkData
-        The data the run used.
-    tags : Mapping[str, str]
-        Run tags (git commit, fingerprint, config hash).
+        The rows it ran on.
+    plots : Sequence[Path]
+        Figures written next to the report.
+    timings : Sequence[Mapping]
+        ``{"stage", "seconds", "status"}`` per pipeline stage (when run by ``benchmark run``).
 
     Returns
     -------
-    Path
-        The folder written.
+    Report
+        What both renderers show.
     """
-    config = results.config
-    out = Path(config.results_dir) / config.dataset
-    out.mkdir(parents=True, exist_ok=True)
-    table = results.metrics
-    table.reindex(columns=SUMMARY_COLUMNS).to_csv(out / "summary.csv", index=False)
-    results.split.to_csv(out / "split.csv", index=False)
+    layout = DataLayout(data.data_dir) if data.data_dir is not None else None
+    return Report(
+        title=f"Popularity benchmark: {results.config.dataset}",
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        commit=results.tags.get("git_commit", "unknown"),
+        facts=_method(results, data),
+        tables=pivot(results.metrics),
+        plots=list(plots),
+        data_rows=summarize_data(layout) if layout is not None else [],
+        config=results.config.to_dict(),
+        timings=list(timings),
+    )
 
+
+# --- renderers ------------------------------------------------------------------------------------
+
+
+def _markdown_table(table: TargetTable) -> str:
+    header = ["model", *table.metrics]
+    diff_column = table.reference is not None
+    if diff_column:
+        header.append(f"{table.lead_metric} vs {table.reference}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in table.rows:
+        cells = [row.model] + [row.cells[m].text if m in row.cells else "" for m in table.metrics]
+        if diff_column:
+            lead = row.cells.get(table.lead_metric)
+            cells.append(lead.diff_text if lead is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(report: Report) -> str:
+    """``summary.md``: the facts, one table per target, the plots and the configuration."""
+    lines = [
+        f"# {report.title}",
+        "",
+        f"- date: {report.generated}",
+        f"- git commit: `{report.commit}`",
+        *[f"- {fact}" for fact in report.facts],
+        "",
+    ]
+    for table in report.tables:
+        lines += [f"## {table.heading}", "", _markdown_table(table), ""]
+    lines += [
+        "Cells: value [95% interval]. The last column is the paired difference of each model "
+        "minus the reference (the best classical model by the lead metric); an interval above 0 "
+        "means the model is better with 95% confidence. summary.csv also has the paired "
+        "difference to region_mean.",
+        "",
+        "## Plots",
+        "",
+        *[f"![{p.stem}]({p.name})" for p in report.plots],
+        "",
+    ]
+    if report.timings:
+        lines += ["## Stage times", "", "| stage | seconds | status |", "|---|---|---|"]
+        lines += [f"| {t['stage']} | {t['seconds']:.1f} | {t['status']} |" for t in report.timings]
+        lines.append("")
+    lines += [
+        "## Config",
+        "",
+        "```json",
+        json.dumps(report.config, indent=2, sort_keys=True, default=str),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_html(report: Report) -> str:
+    """``report.html``: the same content as one self-contained page (plots embedded)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR), autoescape=select_autoescape(default=True)
+    )
+    plots = [
+        {"name": p.stem.replace("_", " "), "data": base64.b64encode(p.read_bytes()).decode()}
+        for p in report.plots
+    ]
+    return env.get_template("report.html.j2").render(
+        report=report,
+        plots=plots,
+        config_text=json.dumps(report.config, indent=2, sort_keys=True, default=str),
+    )
+
+
+def terminal_table(results: Results, metrics: Sequence[str] = TERMINAL_METRICS) -> str:
+    """A readable terminal view of the same pivot: value [95% interval] per model and metric."""
+    blocks = []
+    for table in pivot(results.metrics, metrics):
+        frame = pd.DataFrame(
+            [
+                {
+                    "model": row.model,
+                    **{m: row.cells[m].text for m in table.metrics if m in row.cells},
+                }
+                for row in table.rows
+            ]
+        ).fillna("")
+        if table.reference is not None:
+            frame[f"{table.lead_metric} vs {table.reference}"] = [
+                row.cells[table.lead_metric].diff_text if table.lead_metric in row.cells else ""
+                for row in table.rows
+            ]
+        blocks.append(f"target: {table.heading}\n{frame.to_string(index=False)}")
+    return "\n\n".join(blocks)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _save(figure: Any, path: Path) -> Path:
+    figure.savefig(path)
+    return path
+
+
+def write_plots(results: Results, data: BenchmarkData, out: Path) -> list[Path]:
+    """Every figure of the report, as PNG files in ``out``."""
+    config, table = results.config, results.metrics
     evaluated = results.split["test_fold"].to_numpy() >= 0
     truth = data.frame[evaluated]
     plots = []
@@ -379,7 +437,6 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
                     out / f"{config.primary_metric}_{target}.png",
                 )
             )
-
     curve_columns = data.curve_columns
     curve_preds = {
         m: p[curve_columns]
@@ -401,70 +458,63 @@ def write_report(results: Results, data: BenchmarkData, tags: Mapping[str, str])
                 out / "curves_by_region.png",
             )
         )
-
     for model, importance in results.feature_importance.items():
+        name = model.replace("[", "_").replace("]", "")
         plots.append(
-            _save(plot_feature_importance(importance), out / f"feature_importance_{model}.png")
+            _save(plot_feature_importance(importance), out / f"feature_importance_{name}.png")
         )
+    return plots
 
-    n_songs = data.frame["song_id"].nunique()
-    if config.split == "kfold":
-        split_text = (
-            f"song-grouped {config.n_folds}-fold (seed {config.seed}); every row is predicted "
-            f"once, out of fold"
-        )
-    else:
-        split_text = (
-            f"temporal: the last {config.test_fraction:.0%} of songs by first debut are the test "
-            f"set ({int(evaluated.sum())} rows)"
-        )
-    tuning = (
-        f"Optuna TPE (seeded), {config.n_trials} trials per outer fold, "
-        + (
-            "inner song-grouped holdout"
-            if config.inner_folds == 0
-            else f"inner {config.inner_folds}-fold"
-        )
-        + (", median pruning" if config.pruning else "")
+
+def write_report(
+    results: Results, data: BenchmarkData, timings: Sequence[Mapping[str, Any]] = ()
+) -> Path:
+    """Write ``results_dir/<dataset>/``: summary.csv, split.csv, plots, summary.md, report.html.
+
+    Parameters
+    ----------
+    results : Results
+        The run.
+    data : BenchmarkData
+        The rows it ran on.
+    timings : Sequence[Mapping]
+        Pipeline stage times, when known.
+
+    Returns
+    -------
+    Path
+        The folder written.
+    """
+    out = Path(results.config.results_dir) / results.config.dataset
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.png"):
+        stale.unlink()
+    write_text_atomic(
+        out / "summary.csv", results.metrics.reindex(columns=SUMMARY_COLUMNS).to_csv(index=False)
     )
-    lines = [
-        f"# Benchmark: {config.dataset}",
-        "",
-        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- git commit: `{tags.get('git_commit', 'unknown')}`",
-        f"- dataset: `{data.data_dir or 'in memory'}`, fingerprint `{data.fingerprint[:16]}`, "
-        f"{len(data.frame):,} (track, region) rows, {n_songs:,} songs, "
-        f"{len(data.feature_columns)} audio features (`{data.feature_service}`)",
-        f"- split: {split_text}",
-        f"- tuning: {tuning}",
-        f"- intervals: 95% bootstrap over songs, {config.bootstrap} resamples (seed {config.seed}); "
-        "differences are paired (same resamples for every model)",
-        "- rank metrics (spearman, spearman_region, top10_precision) are computed within each "
-        "outer fold (the rows one fitted model ranked) and averaged; n/a: the model's predictions "
-        "carry no ranking there (constant within a fold, or within a region for spearman_region)",
-        f"- MLflow: `{config.tracking_uri}`, parent run `{results.run_id}`, "
-        f"config hash `{tags.get('config_hash', '')[:16]}`",
-        "",
-    ]
-    for target, wide in metrics_wide(table, list(METRICS)).items():
-        heading = "curves (log1p streams)" if target == CURVE_TARGET else target
-        lines += [f"## {heading}", "", _markdown(wide), ""]
-    lines += [
-        "Cells: value [95% interval]. The last column is the paired difference of each model "
-        "minus the best classical model (by "
-        f"{config.primary_metric}); an interval above 0 means the model is better with 95% "
-        "confidence. summary.csv also has the paired difference to region_mean.",
-        "",
-        "## Plots",
-        "",
-        *[f"![{p.stem}]({p.name})" for p in plots],
-        "",
-        "## Config",
-        "",
-        "```json",
-        json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str),
-        "```",
-        "",
-    ]
-    (out / "summary.md").write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(out / "split.csv", results.split.to_csv(index=False))
+    plots = write_plots(results, data, out)
+    render_pages(results, data, plots, timings)
     return out
+
+
+def render_pages(
+    results: Results,
+    data: BenchmarkData,
+    plots: Sequence[Path] | None = None,
+    timings: Sequence[Mapping[str, Any]] = (),
+) -> Path:
+    """(Re)write ``summary.md`` and ``report.html`` of a run (e.g. once stage times are known).
+
+    Returns
+    -------
+    Path
+        The ``report.html`` written.
+    """
+    out = Path(results.config.results_dir) / results.config.dataset
+    if plots is None:
+        plots = sorted(out.glob("*.png"))
+    report = build_report(results, data, plots, timings)
+    write_text_atomic(out / "summary.md", render_markdown(report))
+    write_text_atomic(out / "report.html", render_html(report))
+    return out / "report.html"

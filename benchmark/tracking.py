@@ -1,22 +1,25 @@
-"""MLflow logging for benchmark runs, and the ``benchmark ui`` launcher.
+"""Every MLflow call of the benchmark, in one run-logger; and the ``benchmark ui`` launcher.
 
-Layout in the tracking store: one experiment per dataset; a parent run per ``benchmark run``; a child
-run per model; a run per outer fold below each child (Optuna trials go into a table artifact of the
-fold run, not into thousands of runs). Tags on every run: git commit, dataset fingerprint, feature
-service, config hash. MLflow is imported inside functions so that importing this module is cheap.
+Layout in the tracking store: one experiment per dataset; a parent run per ``benchmark run``; a
+child run per model; a run per outer fold below each child (Optuna trials go into a table
+artifact of the fold run, not into thousands of runs). Tags on every run: git commit, dataset
+fingerprint, feature set and service, config hash. :class:`RunLogger` is the only code that
+talks to MLflow; MLflow is imported inside it so that importing this module is cheap.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,6 @@ import pandas as pd
 from ..features.errors import DataError
 
 ERROR_TAG = "error"
-FINGERPRINT_FILES = ("streams.parquet", "catalog.parquet", "popularity.parquet", "clips.parquet")
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -35,20 +37,32 @@ def git_commit(cwd: Path | None = None) -> str:
     Parameters
     ----------
     cwd : Path, optional
-        Folder inside the repository (default: this package's folder).
+        Folder inside the repository (default: this package's folder, when it is a checkout of
+        this project; an installed copy, for example a wheel in a virtual environment inside the
+        user's own repository, gives ``unknown``).
 
     Returns
     -------
     str
         Commit hash or ``unknown``.
     """
-    where = str(cwd or Path(__file__).resolve().parent)
+    here = Path(__file__).resolve()
+    where = str(cwd or here.parent)
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
         )
         if head.returncode != 0:
             return "unknown"
+        if cwd is None:
+            ours = subprocess.run(
+                ["git", "ls-files", "--error-unmatch", "--", here.name],
+                cwd=where,
+                capture_output=True,
+                timeout=10,
+            )
+            if ours.returncode != 0:
+                return "unknown"
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=where,
@@ -61,51 +75,6 @@ def git_commit(cwd: Path | None = None) -> str:
     return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
-def dataset_fingerprint(data_dir: Path) -> str:
-    """SHA-256 over the bytes of the data dir's tables (and ``features/*.parquet``).
-
-    Parameters
-    ----------
-    data_dir : Path
-        Dataset folder.
-
-    Returns
-    -------
-    str
-        64 hex digits; changes whenever any table changes.
-    """
-    data_dir = Path(data_dir)
-    files = [data_dir / name for name in FINGERPRINT_FILES] + [data_dir / "ground_truth.parquet"]
-    files += sorted((data_dir / "features").glob("*.parquet"))
-    digest = hashlib.sha256()
-    for path in files:
-        if not path.is_file():
-            continue
-        digest.update(str(path.relative_to(data_dir)).encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def frame_fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 of a frame's values and column names (for data built in memory).
-
-    Parameters
-    ----------
-    frame : pd.DataFrame
-        The frame.
-
-    Returns
-    -------
-    str
-        64 hex digits.
-    """
-    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
     """``mlartifacts/<experiment>`` next to a sqlite store; None for other stores (server default)."""
     prefix = "sqlite:///"
@@ -113,91 +82,6 @@ def _default_artifact_location(tracking_uri: str, experiment: str) -> str | None
         return None
     db = Path(tracking_uri[len(prefix) :]).resolve()
     return (db.parent / "mlartifacts" / experiment).as_uri()
-
-
-def setup_experiment(
-    tracking_uri: str, experiment: str, artifact_location: str | None = None
-) -> str:
-    """Point MLflow at the store and select (creating if needed) the dataset's experiment.
-
-    Parameters
-    ----------
-    tracking_uri : str
-        MLflow tracking URI, e.g. ``sqlite:///mlflow.db``.
-    experiment : str
-        Experiment name (the dataset name).
-    artifact_location : str, optional
-        Artifact root for a new experiment (default: ``mlartifacts/`` next to a sqlite store).
-
-    Returns
-    -------
-    str
-        The experiment id.
-    """
-    import mlflow
-
-    if tracking_uri.startswith("file:") or "://" not in tracking_uri:
-        raise DataError(
-            f"tracking URI {tracking_uri!r}: the MLflow file store is not supported; "
-            "use sqlite:///mlflow.db or an http(s):// server"
-        )
-    mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient()
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        experiment_id = found.experiment_id
-    else:
-        location = artifact_location or _default_artifact_location(tracking_uri, experiment)
-        experiment_id = client.create_experiment(experiment, artifact_location=location)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
-
-
-def log_params(params: Mapping[str, Any], prefix: str = "") -> None:
-    """Log a (possibly nested) mapping as flat MLflow params of the active run.
-
-    Parameters
-    ----------
-    params : Mapping[str, Any]
-        Parameters; nested mappings become ``outer.inner`` keys.
-    prefix : str
-        Key prefix.
-    """
-    import mlflow
-
-    flat: dict[str, str] = {}
-
-    def walk(mapping: Mapping[str, Any], head: str) -> None:
-        for key, value in mapping.items():
-            name = f"{head}{key}"
-            if isinstance(value, Mapping):
-                walk(value, name + ".")
-            else:
-                flat[name] = str(value)[:6000]
-
-    walk(params, prefix)
-    if flat:
-        mlflow.log_params(flat)
-
-
-def log_frame(frame: pd.DataFrame, name: str, artifact_path: str | None = None) -> None:
-    """Log a frame as a CSV artifact of the active run.
-
-    Parameters
-    ----------
-    frame : pd.DataFrame
-        The table.
-    name : str
-        File name (``.csv``).
-    artifact_path : str, optional
-        Folder inside the run's artifacts.
-    """
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        frame.to_csv(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
 def metric_key(target: str, metric: str, suffix: str = "") -> str:
@@ -218,115 +102,321 @@ def metric_key(target: str, metric: str, suffix: str = "") -> str:
     return ".".join(part for part in (target, metric, suffix) if part)
 
 
-def log_metric_table(run_ids: Mapping[str, str], table: pd.DataFrame) -> None:
-    """Log every model's metrics with intervals and paired differences to its run.
+_TABLE_COLUMNS = {
+    "": "value",
+    "ci_low": "ci_low",
+    "ci_high": "ci_high",
+    "diff": "diff",
+    "diff_ci_low": "diff_ci_low",
+    "diff_ci_high": "diff_ci_high",
+    "baseline_diff": "baseline_diff",
+    "baseline_diff_ci_low": "baseline_diff_ci_low",
+    "baseline_diff_ci_high": "baseline_diff_ci_high",
+}
+
+
+class RunLogger:
+    """The benchmark's only door to MLflow: runs, parameters, metrics, tables, models.
 
     Parameters
     ----------
-    run_ids : Mapping[str, str]
-        Model name to MLflow run id.
-    table : pd.DataFrame
-        Output of :func:`benchmark.metrics.evaluate`.
+    tracking_uri : str
+        MLflow tracking URI (``sqlite:///mlflow.db``, ``postgresql+psycopg://...``, ``http://...``).
+    experiment : str
+        Experiment name (the dataset name); created when missing.
+    artifact_location : str, optional
+        Artifact root for a new experiment (default: ``mlartifacts/`` next to a sqlite store).
     """
-    import math
-    import time
 
-    import mlflow
-    from mlflow.entities import Metric
+    def __init__(
+        self, tracking_uri: str, experiment: str, artifact_location: str | None = None
+    ) -> None:
+        import mlflow
 
-    client = mlflow.MlflowClient()
-    now = int(time.time() * 1000)
-    columns = {
-        "": "value",
-        "ci_low": "ci_low",
-        "ci_high": "ci_high",
-        "diff": "diff",
-        "diff_ci_low": "diff_ci_low",
-        "diff_ci_high": "diff_ci_high",
-        "baseline_diff": "baseline_diff",
-        "baseline_diff_ci_low": "baseline_diff_ci_low",
-        "baseline_diff_ci_high": "baseline_diff_ci_high",
-    }
-    for model, rows in table.groupby("model", sort=False):
-        if model not in run_ids:
-            continue
-        metrics = []
-        for row in rows.to_dict("records"):
-            for suffix, column in columns.items():
-                value = row.get(column)
-                if value is None or not math.isfinite(float(value)):
-                    continue
-                key = metric_key(row["target"], row["metric"], suffix)
-                metrics.append(Metric(key, float(value), now, 0))
-        for start in range(0, len(metrics), 500):
-            client.log_batch(run_ids[model], metrics=metrics[start : start + 500])
-
-
-def log_lightgbm(model: Any, X_example: pd.DataFrame, name_prefix: str = "lightgbm") -> list[str]:
-    """Log each booster of a fitted :class:`models.gbm.LightGBMRegressor` with mlflow.lightgbm.
-
-    Parameters
-    ----------
-    model : LightGBMRegressor
-        The fitted estimator.
-    X_example : pd.DataFrame
-        A few input rows (its ``model_inputs`` become the input example and the signature).
-    name_prefix : str
-        Logged model name prefix; one model per target: ``<prefix>_<target>``.
-
-    Returns
-    -------
-    list[str]
-        The logged models' URIs.
-    """
-    import lightgbm
-    import mlflow.lightgbm
-    from mlflow.models import infer_signature
-
-    inputs = model.model_inputs(X_example)
-    requirements = [f"lightgbm=={lightgbm.__version__}", f"pandas=={pd.__version__}"]
-    uris = []
-    for target, booster in model.boosters_.items():
-        output = pd.DataFrame({target: booster.predict(inputs)})
-        with warnings.catch_warnings():
-            # the region codes are int32 on purpose (-1 = unknown region, never NaN)
-            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-            info = mlflow.lightgbm.log_model(
-                booster,
-                name=f"{name_prefix}_{target}",
-                signature=infer_signature(inputs, output),
-                input_example=inputs.head(5),
-                # explicit requirements: inferring them imports the world in a subprocess (~6 s)
-                pip_requirements=requirements,
+        if tracking_uri.startswith("file:") or "://" not in tracking_uri:
+            raise DataError(
+                f"tracking URI {tracking_uri!r}: the MLflow file store is not supported; "
+                "use sqlite:///mlflow.db, postgresql+psycopg://... or an http(s):// server"
             )
-        uris.append(info.model_uri)
-    return uris
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = mlflow.MlflowClient()
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            location = artifact_location or _default_artifact_location(tracking_uri, experiment)
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location
+            )
+        mlflow.set_experiment(experiment_id=self.experiment_id)
+
+    # -- runs --
+
+    @contextlib.contextmanager
+    def run(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
+        """Start a run (nested below the active one, if any) for the block; yield its id.
+
+        A block that raises ends the run as FAILED (KILLED for Ctrl+C) with the error in the
+        ``error`` tag, and the exception goes on.
+        """
+        import mlflow
+
+        nested = mlflow.active_run() is not None
+        active = mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=name,
+            nested=nested,
+            tags={k: str(v) for k, v in tags.items()},
+        )
+        run_id = active.info.run_id
+        try:
+            yield run_id
+        except BaseException as error:
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            self.client.set_tag(run_id, ERROR_TAG, f"{type(error).__name__}: {error}"[:5000])
+            mlflow.end_run(status=status)
+            raise
+        mlflow.end_run()
+
+    # -- values --
+
+    def params(self, params: Mapping[str, Any], prefix: str = "") -> None:
+        """Log a (possibly nested) mapping as flat params of the active run (``outer.inner``)."""
+        import mlflow
+
+        flat: dict[str, str] = {}
+
+        def walk(mapping: Mapping[str, Any], head: str) -> None:
+            for key, value in mapping.items():
+                name = f"{head}{key}"
+                if isinstance(value, Mapping):
+                    walk(value, name + ".")
+                else:
+                    flat[name] = str(value)[:6000]
+
+        walk(params, prefix)
+        if flat:
+            mlflow.log_params(flat)
+
+    def tags(self, tags: Mapping[str, str]) -> None:
+        """Set tags on the active run."""
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        """Log finite metrics to the active run."""
+        import mlflow
+
+        finite = {k: float(v) for k, v in values.items() if np.isfinite(v)}
+        if finite:
+            mlflow.log_metrics(finite, step=step)
+
+    def history(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """Log per-epoch training curves (``epoch.train_loss``, ...) with step = epoch."""
+        for epoch, record in enumerate(history):
+            values = {
+                f"epoch.{key}": float(value)
+                for key, value in record.items()
+                if isinstance(value, int | float)
+            }
+            self.metrics(values, step=epoch)
+
+    def metric_table(self, run_ids: Mapping[str, str], table: pd.DataFrame) -> None:
+        """Log every model's metrics with intervals and paired differences to its run.
+
+        Parameters
+        ----------
+        run_ids : Mapping[str, str]
+            Model name to MLflow run id.
+        table : pandas.DataFrame
+            Output of :func:`benchmark.metrics.evaluate`.
+        """
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for model, rows in table.groupby("model", sort=False):
+            if model not in run_ids:
+                continue
+            metrics = []
+            for row in rows.to_dict("records"):
+                for suffix, column in _TABLE_COLUMNS.items():
+                    value = row.get(column)
+                    if value is None or not math.isfinite(float(value)):
+                        continue
+                    key = metric_key(row["target"], row["metric"], suffix)
+                    metrics.append(Metric(key, float(value), now, 0))
+            for start in range(0, len(metrics), 500):
+                self.client.log_batch(run_ids[model], metrics=metrics[start : start + 500])
+
+    # -- artifacts --
+
+    def frame(self, frame: pd.DataFrame, name: str, artifact_path: str | None = None) -> None:
+        """Log a frame as a CSV artifact of the active run."""
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            frame.to_csv(path, index=False)
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def figure(self, figure: Any, name: str) -> None:
+        """Log a matplotlib figure as an image artifact of the active run."""
+        import mlflow
+
+        mlflow.log_figure(figure, name)
+
+    def artifacts(self, folder: Path, artifact_path: str) -> None:
+        """Log every file of ``folder`` under ``artifact_path``."""
+        import mlflow
+
+        mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+
+    def state_dict(self, state: Mapping[str, Any], name: str) -> None:
+        """Save a torch state dict as a safetensors artifact (e.g. MP2's fine-tuned encoder)."""
+        import mlflow
+        import torch
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        assert all(isinstance(v, torch.Tensor) for v in tensors.values())
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            save_file(tensors, str(path))
+            mlflow.log_artifact(str(path))
+
+    # -- models --
+
+    def lightgbm_model(self, model: Any, X_example: pd.DataFrame, name_prefix: str) -> list[str]:
+        """Log each booster of a fitted LightGBM estimator with its signature and an example.
+
+        Parameters
+        ----------
+        model : LightGBMRegressor
+            The fitted estimator.
+        X_example : pandas.DataFrame
+            A few input rows (its ``model_inputs`` become the input example and the signature).
+        name_prefix : str
+            Logged model name prefix; one model per target: ``<prefix>_<target>``.
+
+        Returns
+        -------
+        list[str]
+            The logged models' URIs.
+        """
+        import lightgbm
+        import mlflow.lightgbm
+        from mlflow.models import infer_signature
+
+        inputs = model.model_inputs(X_example)
+        requirements = [f"lightgbm=={lightgbm.__version__}", f"pandas=={pd.__version__}"]
+        uris = []
+        for target, booster in model.boosters_.items():
+            output = pd.DataFrame({target: booster.predict(inputs)})
+            with warnings.catch_warnings():
+                # the region codes are int32 on purpose (-1 = unknown region, never NaN)
+                warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+                info = mlflow.lightgbm.log_model(
+                    booster,
+                    name=_model_name(f"{name_prefix}_{target}"),
+                    signature=infer_signature(inputs, output),
+                    input_example=inputs.head(5),
+                    # explicit requirements: inferring them imports the world in a subprocess
+                    pip_requirements=requirements,
+                )
+            uris.append(info.model_uri)
+        return uris
+
+    def torch_network(self, estimator: Any, name: str) -> str:
+        """Log a fitted MP2/MP3 network with mlflow.pytorch, its config and a signature.
+
+        The signature documents the network's inputs: a batch of standardised input crops
+        ``x`` (B, n_mels, n_frames) and region indices ``region`` (B,), and its output.
+
+        Parameters
+        ----------
+        estimator : SpectrogramEstimator
+            A fitted deep estimator (``model_``, ``config_``, ``regions_``).
+        name : str
+            Logged model name.
+
+        Returns
+        -------
+        str
+            The logged model's URI.
+        """
+        import dataclasses
+
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        model = estimator.model_.to("cpu").eval()
+        config = estimator.config_
+        n_mels, n_frames = config.encoder.n_mels, config.encoder.n_frames
+        x = torch.zeros(2, n_mels, n_frames)  # (B, n_mels, T)
+        region = torch.zeros(2, dtype=torch.long)  # (B,)
+        with torch.no_grad():
+            preds, _ = model(x, region)
+        name = _model_name(name)
+        mlflow.log_dict(dataclasses.asdict(config), f"{name}_config.json")
+        mlflow.log_dict({"regions": list(estimator.regions_)}, f"{name}_regions.json")
+        info = mlflow.pytorch.log_model(
+            model,
+            name=name,
+            signature=infer_signature(
+                {"x": x.numpy(), "region": region.numpy()}, preds.detach().numpy()
+            ),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            # the network takes (x, region): pickled eager module, not a traced pt2 graph
+            serialization_format="pickle",
+        )
+        return info.model_uri
 
 
-def mark_failed(run_ids: Iterable[str], error: BaseException) -> None:
-    """Tag runs with the error and end them with status FAILED (KILLED for Ctrl+C).
+def _model_name(name: str) -> str:
+    """A logged-model name MLflow accepts (``lightgbm[essentia]`` -> ``lightgbm-essentia``)."""
+    return name.replace("[", "-").replace("]", "")
 
-    Parameters
-    ----------
-    run_ids : Iterable[str]
-        Runs to mark (innermost first).
-    error : BaseException
-        The error; ``type: message`` goes into the ``error`` tag.
-    """
-    import mlflow
 
-    client = mlflow.MlflowClient()
-    message = f"{type(error).__name__}: {error}"[:5000]
-    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-    for run_id in run_ids:
-        client.set_tag(run_id, ERROR_TAG, message)
-        client.set_terminated(run_id, status=status)
-    while mlflow.active_run() is not None:
-        mlflow.end_run(status=status)
+# --- the UI -----------------------------------------------------------------------------------
+
+_REAPER = """
+import os, signal, sys, time
+group = int(sys.argv[1])
+def stop(*_):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            break
+        time.sleep(5)
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
+if os.getppid() != int(sys.argv[2]):
+    stop()
+while True:
+    signal.pause()
+"""
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: receive SIGTERM when the parent dies (Linux ``prctl``)."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def launch_ui(tracking_uri: str = "sqlite:///mlflow.db", port: int = 5000) -> int:
     """Run ``mlflow ui`` on 127.0.0.1 over a tracking store (blocks until it is stopped).
+
+    The server and its workers run in a process group of their own. Stopping this function
+    (Ctrl+C, SIGTERM) stops the whole group; and on Linux a small reaper process, which the
+    kernel signals when this process dies, stops it too when this process is killed outright
+    (SIGKILL), so no server is left listening.
 
     Parameters
     ----------
@@ -353,9 +443,13 @@ def launch_ui(tracking_uri: str = "sqlite:///mlflow.db", port: int = 5000) -> in
         str(port),
     ]
     print(f"MLflow UI on http://127.0.0.1:{port} (Ctrl+C stops it)")
-    # The UI starts a server and job workers; run them in their own process group so that
-    # stopping this function (Ctrl+C or SIGTERM) stops all of them, not only the first process.
     process = subprocess.Popen(command, start_new_session=True)
+    reaper = None
+    if sys.platform.startswith("linux"):
+        reaper = subprocess.Popen(
+            [sys.executable, "-c", _REAPER, str(process.pid), str(os.getpid())],
+            preexec_fn=_die_with_parent,
+        )
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -366,7 +460,8 @@ def launch_ui(tracking_uri: str = "sqlite:///mlflow.db", port: int = 5000) -> in
     try:
         return process.wait()
     except KeyboardInterrupt:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -374,90 +469,8 @@ def launch_ui(tracking_uri: str = "sqlite:///mlflow.db", port: int = 5000) -> in
             process.wait()
         return 0
     finally:
+        if reaper is not None:
+            reaper.kill()
+            reaper.wait()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def log_history(history: Sequence[Mapping[str, Any]]) -> None:
-    """Log per-epoch training curves (``train_loss``, ``val_loss``, ``lr``...) with step = epoch.
-
-    Parameters
-    ----------
-    history : Sequence[Mapping[str, Any]]
-        One record per epoch, as a deep estimator's ``history_``.
-    """
-    import mlflow
-
-    for epoch, record in enumerate(history):
-        values = {
-            f"epoch.{key}": float(value)
-            for key, value in record.items()
-            if isinstance(value, int | float) and np.isfinite(value)
-        }
-        if values:
-            mlflow.log_metrics(values, step=epoch)
-
-
-def log_torch_state(state: Mapping[str, Any], name: str) -> None:
-    """Save a torch state dict as an artifact of the active run (e.g. MP2's fine-tuned encoder).
-
-    Parameters
-    ----------
-    state : Mapping[str, torch.Tensor]
-        The state dict.
-    name : str
-        File name (``.pt``).
-    """
-    import mlflow
-    import torch
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        torch.save(dict(state), path)
-        mlflow.log_artifact(str(path))
-
-
-def log_spectrogram_model(estimator: Any, name: str) -> str:
-    """Log a fitted MP2/MP3 network with mlflow.pytorch, its config and a signature.
-
-    The signature documents the network's inputs: a batch of standardised log-mel crops
-    ``x`` (B, n_mels, n_frames) and region indices ``region`` (B,), and its output (B, K).
-
-    Parameters
-    ----------
-    estimator : MP2Estimator or MP3Estimator
-        A fitted deep estimator (``model_``, ``config_``, ``regions_``).
-    name : str
-        Logged model name.
-
-    Returns
-    -------
-    str
-        The logged model's URI.
-    """
-    import dataclasses
-
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import infer_signature
-
-    model = estimator.model_.to("cpu").eval()
-    config = estimator.config_
-    n_mels, n_frames = config.encoder.n_mels, config.encoder.n_frames
-    x = torch.zeros(2, n_mels, n_frames)  # (B, n_mels, T)
-    region = torch.zeros(2, dtype=torch.long)  # (B,)
-    with torch.no_grad():
-        preds, _ = model(x, region)
-    mlflow.log_dict(dataclasses.asdict(config), f"{name}_config.json")
-    mlflow.log_dict({"regions": list(estimator.regions_)}, f"{name}_regions.json")
-    info = mlflow.pytorch.log_model(
-        model,
-        name=name,
-        signature=infer_signature(
-            {"x": x.numpy(), "region": region.numpy()}, preds.detach().numpy()
-        ),
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        # the network takes (x, region): pickled eager module, not a traced pt2 graph
-        serialization_format="pickle",
-    )
-    return info.model_uri

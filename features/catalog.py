@@ -1,10 +1,10 @@
 """The catalog (one row per track), song grouping, and linking audio previews to tracks.
 
-``catalog.parquet`` columns: ``track_id``, ``song_id``, ``title``, ``artist``, ``audio_path``
+The catalog table's columns: ``track_id``, ``song_id``, ``title``, ``artist``, ``audio_path``
 (nullable: the track's first clip) and ``release_date`` (nullable ``datetime64[ns]``).
 
 It is a pure function of three tables in the data dir, so it can be rebuilt at any time:
-``streams.parquet`` (titles and artists), ``clips.parquet`` (audio) and ``catalog_mapping.parquet``
+streams (titles and artists), clips (audio) and the catalog mapping
 (the accumulated user mapping: ``track_id`` plus optional ``song_id``, ``release_date``, ``title``,
 ``artist``, which override what is derived from the charts).
 
@@ -42,11 +42,13 @@ import pandas as pd
 
 from .errors import DataError
 from .identifiers import parse_track_ids
+from .layout import CATALOG_COLUMNS, CLIPS_COLUMNS, MAPPING_COLUMNS, DataLayout
 
-CATALOG_COLUMNS = ["track_id", "song_id", "title", "artist", "audio_path", "release_date"]
-CLIPS_COLUMNS = ["track_id", "clip_id", "audio_path"]
+CLIP_PROVENANCE_COLUMNS = ["source", "source_id", "sha256", "fetched_at"]
+"""Optional columns of the clips table, carried from a mapping that has them (``collect
+previews`` writes such a mapping: ``provenance.csv`` in the audio folder)."""
 AUDIO_EXTENSIONS = frozenset({".mp3", ".ogg", ".wav", ".flac", ".m4a", ".aac", ".opus"})
-_MAPPING_FIELDS = ["track_id", "song_id", "release_date", "title", "artist"]
+_MAPPING_FIELDS = list(MAPPING_COLUMNS)
 
 _VERSION_WORDS = (
     r"feat|ft|featuring|with|remaster|remastered|live|version|edit|mix|remix|rmx|acoustic|demo|"
@@ -216,36 +218,27 @@ def read_mapping(mapping: Path | str | pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _stored_mapping(data_dir: Path) -> pd.DataFrame:
-    path = data_dir / "catalog_mapping.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
+def _empty_mapping() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in _MAPPING_FIELDS}).astype(
         {"release_date": "datetime64[ns]"}
     )
 
 
-def _update_mapping(data_dir: Path, mapping: pd.DataFrame) -> pd.DataFrame:
-    """Merge a new mapping into ``catalog_mapping.parquet`` (new values win, per field)."""
-    from .charts import write_parquet_atomic
-
-    stored = _stored_mapping(data_dir)
+def _update_mapping(layout: DataLayout, mapping: pd.DataFrame) -> pd.DataFrame:
+    """Merge a new mapping into the stored one (new values win, per field)."""
+    stored = layout.catalog_mapping.read_or_empty(_empty_mapping)
     new = mapping.reindex(columns=_MAPPING_FIELDS).drop_duplicates("track_id", keep="last")
     new["release_date"] = pd.to_datetime(new["release_date"]).astype("datetime64[ns]")
     merged = new.set_index("track_id").combine_first(stored.set_index("track_id"))
     merged = merged.reset_index()[_MAPPING_FIELDS]
-    write_parquet_atomic(merged, data_dir / "catalog_mapping.parquet")
+    layout.catalog_mapping.write(merged)
     return merged
 
 
 # --- catalog ----------------------------------------------------------------------------------
 
 
-def read_clips(data_dir: Path | str) -> pd.DataFrame:
-    """``DIR/clips.parquet`` (an empty frame with :data:`CLIPS_COLUMNS` when absent)."""
-    path = Path(data_dir) / "clips.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
+def _empty_clips() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "track_id": pd.Series(dtype=object),
@@ -255,10 +248,16 @@ def read_clips(data_dir: Path | str) -> pd.DataFrame:
     )
 
 
+def read_clips(data_dir: Path | str | DataLayout) -> pd.DataFrame:
+    """The clips table (an empty frame with :data:`CLIPS_COLUMNS` when absent)."""
+    layout = data_dir if isinstance(data_dir, DataLayout) else DataLayout(data_dir)
+    return layout.clips.read_or_empty(_empty_clips)
+
+
 def build_catalog(
     data_dir: Path | str, mapping: Path | str | pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """(Re)build ``DIR/catalog.parquet`` from streams, clips and the stored mapping.
+    """(Re)build the catalog table from streams, clips and the stored mapping.
 
     Title and artist of a track are its most frequent (title, artist) pair in the charts (ties:
     the most recent). ``song_id`` is :func:`song_id` of them unless the mapping gives one.
@@ -268,22 +267,21 @@ def build_catalog(
     data_dir
         The dataset folder.
     mapping
-        Optional mapping CSV (or frame) to merge into the stored ``catalog_mapping.parquet``
-        first; its values override derived ones, now and in every later rebuild.
+        Optional mapping CSV (or frame) to merge into the stored mapping first; its values override derived ones, now and in every later rebuild.
 
     Returns
     -------
     pandas.DataFrame
         The catalog (:data:`CATALOG_COLUMNS`), sorted by ``track_id``.
     """
-    from .charts import read_streams, write_parquet_atomic
-
-    data_dir = Path(data_dir)
-    stored = _update_mapping(data_dir, read_mapping(mapping)) if mapping is not None else None
+    layout = DataLayout(data_dir)
+    stored = _update_mapping(layout, read_mapping(mapping)) if mapping is not None else None
     if stored is None:
-        stored = _stored_mapping(data_dir)
-    streams = read_streams(data_dir)
-    clips = read_clips(data_dir)
+        stored = layout.catalog_mapping.read_or_empty(_empty_mapping)
+    streams = layout.streams.read(
+        ["track_id", "title", "artist", "rank", "chart_date"], missing_ok=True
+    )
+    clips = read_clips(layout)
 
     names = (
         streams.groupby(["track_id", "title", "artist"], dropna=False)
@@ -311,10 +309,10 @@ def build_catalog(
     first_clip = clips.sort_values(["track_id", "clip_id"]).drop_duplicates("track_id")
     catalog["audio_path"] = first_clip.set_index("track_id")["audio_path"].reindex(track_ids)
     catalog["release_date"] = overrides["release_date"].astype("datetime64[ns]")
-    catalog = catalog.reset_index()[CATALOG_COLUMNS].astype(
+    catalog = catalog.reset_index()[list(CATALOG_COLUMNS)].astype(
         {"song_id": object, "title": object, "artist": object, "audio_path": object}
     )
-    write_parquet_atomic(catalog, data_dir / "catalog.parquet")
+    layout.catalog.write(catalog)
     return catalog
 
 
@@ -342,7 +340,7 @@ class AudioIngestReport:
             f"found {self.files_found:,} audio files under {self.folder}: "
             f"{self.linked_by_name:,} linked by file name, "
             f"{self.linked_by_mapping:,} by the mapping",
-            f"clips: {self.clips_added:,} added, {self.clips_total:,} in clips.parquet, "
+            f"clips: {self.clips_added:,} added, {self.clips_total:,} in the clips table, "
             f"{self.tracks_with_audio:,} tracks with audio "
             f"({self.tracks_without_charts:,} of them not in any chart)",
         ]
@@ -359,14 +357,15 @@ def ingest_audio(
     data_dir: Path | str,
     mapping: Path | str | pd.DataFrame | None = None,
 ) -> AudioIngestReport:
-    """Link audio files under ``folder`` to tracks; write ``clips.parquet`` and the catalog.
+    """Link audio files under ``folder`` to tracks; write the clips table and the catalog.
 
     A file named ``<track_id>.<ext>`` or ``<track_id>_<k>.<ext>`` (``k`` = clip index) is linked
     directly; other files need a row in ``mapping`` (columns ``path,track_id``; a relative
     ``path`` is taken relative to the mapping file's folder, else to ``folder``), which also wins
     over the file name. Unlinked files are skipped and reported. Clips are numbered per track
     (0, 1, ...) by ``k`` then path; clips already stored keep their number. Re-running is
-    idempotent.
+    idempotent. A mapping's ``source``, ``source_id``, ``sha256`` and ``fetched_at`` columns
+    (:data:`CLIP_PROVENANCE_COLUMNS`) are carried into ``clips.parquet`` for its files.
 
     Parameters
     ----------
@@ -388,31 +387,37 @@ def ingest_audio(
     DataError
         If ``folder`` is missing or the mapping is invalid.
     """
-    from .charts import read_streams, write_parquet_atomic
-
     folder = Path(folder).resolve()
-    data_dir = Path(data_dir)
+    layout = DataLayout(data_dir)
     if not folder.is_dir():
         raise DataError(f"{folder}: audio folder not found")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    layout.root.mkdir(parents=True, exist_ok=True)
     report = AudioIngestReport(folder=str(folder))
 
     by_path: dict[str, str] = {}
     table = None
+    provenance = pd.DataFrame(columns=["audio_path"])
     if mapping is not None:
         table = read_mapping(mapping)
         base = folder if isinstance(mapping, pd.DataFrame) else Path(mapping).resolve().parent
         if "path" not in table.columns:
             raise DataError(f"{mapping}: mapping needs a 'path' column to link audio files")
+        hits = []
         for raw, track_id in zip(table["path"], table["track_id"], strict=True):
             if not isinstance(raw, str):
+                hits.append(None)
                 continue
             candidates = [Path(raw)] if Path(raw).is_absolute() else [base / raw, folder / raw]
             hit = next((c.resolve() for c in candidates if c.is_file()), None)
+            hits.append(str(hit) if hit else None)
             if hit is None:
                 report.mapping_rows_without_file += 1
             else:
                 by_path[str(hit)] = track_id
+        carried = [c for c in CLIP_PROVENANCE_COLUMNS if c in table.columns]
+        provenance = table.assign(audio_path=hits).dropna(subset=["audio_path"])[
+            ["audio_path", *carried]
+        ]
 
     files = sorted(
         p.resolve()
@@ -437,9 +442,10 @@ def ingest_audio(
                 (str(path), "file stem is not a track id and the file is not in the mapping")
             )
 
-    existing = read_clips(data_dir)
+    existing = read_clips(layout)
     new = pd.DataFrame(rows, columns=["track_id", "k", "audio_path"])
     new = new[~new["audio_path"].isin(existing["audio_path"])]
+    new = new.merge(provenance.drop_duplicates("audio_path", keep="last"), "left", "audio_path")
     report.clips_added = len(new)
     combined = pd.concat(
         [
@@ -449,21 +455,23 @@ def ingest_audio(
         ignore_index=True,
     ).sort_values(["track_id", "order", "k", "audio_path"])
     combined["clip_id"] = combined.groupby("track_id").cumcount().astype(np.int64)
-    clips = combined[CLIPS_COLUMNS].reset_index(drop=True)
-    write_parquet_atomic(clips, data_dir / "clips.parquet")
+    extra = [c for c in CLIP_PROVENANCE_COLUMNS if c in combined.columns]
+    clips = combined[[*CLIPS_COLUMNS, *extra]].reset_index(drop=True)
+    if extra:
+        clips[extra] = clips[extra].astype(object).where(clips[extra].notna(), None)
+    layout.clips.write(clips)
 
     report.clips_total = len(clips)
     report.tracks_with_audio = clips["track_id"].nunique()
-    charted = set(read_streams(data_dir)["track_id"])
+    charted = set(layout.streams.read(["track_id"], missing_ok=True)["track_id"])
     report.tracks_without_charts = len(set(clips["track_id"]) - charted)
-    build_catalog(data_dir, mapping=table)
+    build_catalog(layout.root, mapping=table)
     return report
 
 
 __all__ = [
     "AUDIO_EXTENSIONS",
-    "CATALOG_COLUMNS",
-    "CLIPS_COLUMNS",
+    "CLIP_PROVENANCE_COLUMNS",
     "AudioIngestReport",
     "build_catalog",
     "credited_artists",

@@ -21,6 +21,8 @@ Dates, per format (``chart_date`` is always the day the chart period *starts*):
   file dated 2023-01-05, i.e. weeks ending 12-15, 12-22, 12-29 and 01-05. Daily files: the date.
 - the daily export with ``country_short``: its ``date`` column, a daily chart.
 - kworb country daily page: the date printed on the page, a daily chart.
+- kworb country weekly page: the date printed on the page is taken to be the weekly chart date
+  (week end), so ``chart_date = date - 6 days``.
 - kworb track page: daily table dates as they are; weekly table dates are taken to be Spotify's
   weekly chart dates (week end), so ``chart_date = date - 6 days`` as for the new CSV.
 """
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -44,21 +45,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .catalog import build_catalog
 from .errors import DataError
 from .identifiers import is_region, normalise_region, parse_track_ids
+from .layout import STREAMS_COLUMNS, STREAMS_KEY, DataLayout
 
-STREAMS_COLUMNS = [
-    "region",
-    "period",
-    "chart_date",
-    "track_id",
-    "rank",
-    "streams",
-    "title",
-    "artist",
-    "source_file",
-]
-STREAMS_KEY = ["region", "period", "chart_date", "track_id"]
 SNIFF_BYTES = 65536
 
 
@@ -195,7 +186,7 @@ def _frame(
             "artist": text(artist),
             "source_file": str(path.resolve()),
         },
-        columns=STREAMS_COLUMNS,
+        columns=list(STREAMS_COLUMNS),
     )
     return frame
 
@@ -460,57 +451,100 @@ def _track_ref_from_hrefs(hrefs: list[str]) -> str:
     return ""
 
 
-@register
-class KworbCountryDailyHTML(_Reader):
-    """kworb.net country daily page (``<cc>_daily.html``): ``<table id="spotifydaily">`` with
-    ``Pos | P+ | Artist and Title | Days | Pk | (x?) | Streams | ...``; the chart date is the first
-    ``YYYY/MM/DD`` printed on the page."""
+_NUMBER_RE = re.compile(r"^\d{1,3}(?:,\d{3})*$|^\d+$")
+_KWORB_COUNTRY_NAME_RE = re.compile(r"^([a-z]{2}|global)_(daily|weekly)\b")
 
-    name = "kworb_country_daily_html"
+
+def _kworb_country_period(head: bytes) -> str | None:
+    """``daily`` or ``weekly`` for a kworb country chart page (table id, else the header's
+    ``Days`` / ``Wks`` column), None for anything else."""
+    text = head.decode("utf-8", errors="replace").lower()
+    if "<table" not in text:
+        return None
+    if 'id="spotifyweekly"' in text or "id='spotifyweekly'" in text:
+        return "weekly"
+    if "spotifydaily" in text:
+        return "daily"
+    if "artist and title" not in text:
+        return None
+    return "weekly" if re.search(r"<th[^>]*>\s*(?:wks|weeks)\s*</th>", text) else "daily"
+
+
+class _KworbCountryHTML(_Reader):
+    """A kworb.net country chart page, read strictly: the page description is second-hand
+    (see the class docstrings), so any row that does not look as described fails the whole
+    file with the row and the reason instead of loading a guess."""
+
+    period = ""
+    table_id = ""
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        text = head.decode("utf-8", errors="replace").lower()
-        return "<table" in text and ("spotifydaily" in text or "artist and title" in text)
+        return _kworb_country_period(head) == self.period
 
     def read_rows(self, path: Path) -> pd.DataFrame:
         page = _parse_html(path)
-        tables = [t for t in page.tables if t.attrs.get("id") == "spotifydaily"] or [
+        tables = [t for t in page.tables if t.attrs.get("id") == self.table_id] or [
             t for t in page.tables if "artist and title" in _header(t)
         ]
         if not tables:
-            raise ChartFileError("no kworb daily chart table in the page")
+            raise ChartFileError(
+                f"no kworb {self.period} chart table (id {self.table_id!r} or an 'Artist and "
+                "Title' column) in the page"
+            )
         table = tables[0]
         header = _header(table)
-        try:
-            pos_col = header.index("pos")
-            name_col = header.index("artist and title")
-            streams_col = header.index("streams")
-        except ValueError:
-            raise ChartFileError(f"unexpected kworb table header {header}") from None
-        match = re.match(r"^([a-z]{2}|global)_daily", path.name.lower())
-        if not match:
-            raise ChartFileError("file name is not <cc>_daily.html: cannot tell the region")
+        missing = [c for c in ("pos", "artist and title", "streams") if c not in header]
+        if missing:
+            raise ChartFileError(f"the kworb chart table lacks column(s) {missing}: {header}")
+        pos_col = header.index("pos")
+        name_col = header.index("artist and title")
+        streams_col = header.index("streams")
+        match = _KWORB_COUNTRY_NAME_RE.match(path.name.lower())
+        if not match or match.group(2) != self.period:
+            raise ChartFileError(
+                f"file name is not <cc>_{self.period}.html: cannot tell the region"
+            )
         page_date = _PAGE_DATE_RE.search(page.title + " " + " ".join(page.text))
         if not page_date:
             raise ChartFileError("no chart date (YYYY/MM/DD) on the page")
-        y, m, d = (int(g) for g in page_date.groups())
+        try:
+            printed = date(*(int(g) for g in page_date.groups()))
+        except ValueError as exc:
+            raise ChartFileError(f"bad chart date on the page: {exc}") from None
+        chart_date = printed - timedelta(days=6) if self.period == "weekly" else printed
         refs, ranks, streams, titles, artists = [], [], [], [], []
-        for row in table.rows[1:]:
-            if len(row) <= max(pos_col, name_col, streams_col):
+        for number, row in enumerate(table.rows[1:], start=1):
+            if not row:
                 continue
+            where = f"table row {number}"
+            if len(row) <= max(pos_col, name_col, streams_col):
+                raise ChartFileError(f"{where}: {len(row)} cells, the header has {len(header)}")
             name_text, hrefs = row[name_col]
+            ref = _track_ref_from_hrefs(hrefs)
+            if not ref:
+                raise ChartFileError(
+                    f"{where} ({name_text[:60]!r}): no link to a track page (track/<id>.html)"
+                )
+            rank, count = row[pos_col][0].strip(), row[streams_col][0].strip()
+            if not rank.isdigit():
+                raise ChartFileError(f"{where}: position {rank!r} is not a number")
+            if not _NUMBER_RE.match(count):
+                raise ChartFileError(f"{where}: streams {count!r} is not a number")
             artist, _, title = name_text.partition(" - ")
-            refs.append(_track_ref_from_hrefs(hrefs))
-            ranks.append(row[pos_col][0])
-            streams.append(row[streams_col][0])
+            refs.append(ref)
+            ranks.append(rank)
+            streams.append(count)
             titles.append(title.strip() or name_text)
             artists.append(artist.strip())
         if not refs:
             raise ChartFileError("the kworb chart table has no rows")
+        repeated = sorted({r for r in ranks if ranks.count(r) > 1}, key=int)
+        if repeated:
+            raise ChartFileError(f"position(s) {repeated[:5]} appear more than once")
         return _frame(
             region=normalise_region(match.group(1)),
-            period="daily",
-            chart_date=date(y, m, d),
+            period=self.period,
+            chart_date=chart_date,
             track_refs=pd.Series(refs),
             rank=pd.Series(ranks),
             streams=pd.Series(streams),
@@ -520,7 +554,32 @@ class KworbCountryDailyHTML(_Reader):
         )
 
 
+@register
+class KworbCountryDailyHTML(_KworbCountryHTML):
+    """kworb.net country daily page (``<cc>_daily.html``): ``<table id="spotifydaily">`` with
+    ``Pos | P+ | Artist and Title | Days | Pk | (x?) | Streams | ...``; the chart date is the first
+    ``YYYY/MM/DD`` printed on the page."""
+
+    name = "kworb_country_daily_html"
+    period = "daily"
+    table_id = "spotifydaily"
+
+
+@register
+class KworbCountryWeeklyHTML(_KworbCountryHTML):
+    """kworb.net country weekly page (``<cc>_weekly.html``): ``<table id="spotifyweekly">`` (or a
+    table with an ``Artist and Title`` and a ``Wks`` column) with ``Pos | P+ | Artist and Title |
+    Wks | Pk | (x?) | Streams | Streams+ | Total``. The date printed on the page is taken to be
+    Spotify's weekly chart date (the last day of the tracking week), so ``chart_date = date - 6
+    days``, as for the track page's weekly table and the charts.spotify.com CSV."""
+
+    name = "kworb_country_weekly_html"
+    period = "weekly"
+    table_id = "spotifyweekly"
+
+
 _CELL_RE = re.compile(r"^\s*(\d+)\s*\(\s*([\d,]+)\s*\)\s*$")
+_EMPTY_CELLS = frozenset({"", "-", "--", "\u2013", "\u2014"})
 _ROW_DATE_RE = re.compile(r"^(\d{4})/(\d{2})/(\d{2})$")
 
 
@@ -548,11 +607,20 @@ class KworbTrackHTML(_Reader):
             header = _header(table)
             if len(header) < 2 or header[0] != "date":
                 continue
-            dated = [
-                (date(*(int(g) for g in m.groups())), row)
-                for row in table.rows[1:]
-                if row and (m := _ROW_DATE_RE.match(row[0][0].strip()))
-            ]
+            dated = []
+            for row in table.rows[1:]:
+                label = row[0][0].strip() if row else ""
+                m = _ROW_DATE_RE.match(label)
+                if m:
+                    try:
+                        dated.append((date(*(int(g) for g in m.groups())), row))
+                    except ValueError as exc:
+                        raise ChartFileError(f"row {label!r}: bad date ({exc})") from None
+                elif row and label.lower() not in ("total", "peak", ""):
+                    raise ChartFileError(
+                        f"a row of a 'Date' table is labelled {label!r}: "
+                        "neither Total, Peak nor a YYYY/MM/DD date"
+                    )
             if not dated:
                 continue
             period = self._period(table, [d for d, _ in dated])
@@ -560,10 +628,19 @@ class KworbTrackHTML(_Reader):
             records = []
             for day, row in dated:
                 chart_date = day - timedelta(days=6) if period == "weekly" else day
-                for region, (text, _) in zip(regions, row[1:], strict=False):
+                if len(row) - 1 != len(regions):
+                    raise ChartFileError(
+                        f"row {day:%Y/%m/%d}: {len(row) - 1} cells for {len(regions)} regions"
+                    )
+                for region, (text, _) in zip(regions, row[1:], strict=True):
                     cell = _CELL_RE.match(text)
                     if cell:
                         records.append((region, chart_date, cell.group(1), cell.group(2)))
+                    elif text.strip() not in _EMPTY_CELLS:
+                        raise ChartFileError(
+                            f"row {day:%Y/%m/%d}, column {region!r}: cannot read {text!r} "
+                            "(expected 'position (streams)' or an empty cell)"
+                        )
             if not records:
                 continue
             region_col, date_col, rank_col, streams_col = zip(*records, strict=True)
@@ -728,7 +805,7 @@ class IngestReport:
             lines.append(f"  {count:,} x {reason}: e.g. {', '.join(examples)}")
         lines.append(
             f"rows: {self.rows_read:,} read, {self.rows_added:,} added, "
-            f"{self.rows_present:,} already present; streams.parquet now {self.rows_total:,} rows"
+            f"{self.rows_present:,} already present; the streams table now has {self.rows_total:,} rows"
         )
         if self.invalid_track_ids:
             lines.append(f"dropped {self.invalid_track_ids:,} rows without a valid track id")
@@ -778,42 +855,23 @@ def _chart_files(paths: Sequence[Path | str]) -> list[Path]:
     return sorted(dict.fromkeys(files))
 
 
-def write_parquet_atomic(frame: pd.DataFrame, target: Path) -> None:
-    """Write ``frame`` to ``target`` via a temporary file and ``os.replace`` (no half files)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_streams(data_dir: Path | str) -> pd.DataFrame:
-    """Read ``DIR/streams.parquet`` (an empty frame with the right columns when absent).
+def read_streams(data_dir: Path | str | DataLayout) -> pd.DataFrame:
+    """Read the streams table (an empty frame with the right columns when absent).
 
     Parameters
     ----------
     data_dir
-        The dataset folder.
+        The dataset folder or its layout.
 
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`STREAMS_COLUMNS`.
+        Columns :data:`~features.layout.STREAMS_COLUMNS`.
     """
-    path = Path(data_dir) / "streams.parquet"
-    if not path.exists():
-        return _empty_streams()
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read the streams table ({exc})") from None
-    missing = [c for c in STREAMS_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}")
+    layout = data_dir if isinstance(data_dir, DataLayout) else DataLayout(data_dir)
+    frame = layout.streams.read_or_empty(_empty_streams)
     frame["chart_date"] = frame["chart_date"].astype("datetime64[ns]")
-    return frame[STREAMS_COLUMNS]
+    return frame[list(STREAMS_COLUMNS)]
 
 
 def _empty_streams() -> pd.DataFrame:
@@ -837,13 +895,13 @@ def _merge(
 ) -> pd.DataFrame:
     """Union keeping the first row per key (existing rows first); count duplicates and conflicts."""
     combined = pd.concat([existing, new], ignore_index=True)
-    duplicate = combined.duplicated(STREAMS_KEY, keep="first")
+    duplicate = combined.duplicated(list(STREAMS_KEY), keep="first")
     kept = combined[~duplicate]
     dups = combined[duplicate]
     if len(dups):
         compared = dups.merge(
             kept[[*STREAMS_KEY, "rank", "streams", "source_file"]],
-            on=STREAMS_KEY,
+            on=list(STREAMS_KEY),
             suffixes=("", "_kept"),
             how="left",
         )
@@ -887,8 +945,8 @@ def ingest_charts(
     Each file's format is detected from its content (:data:`CHART_FORMATS`). Unknown or broken
     files are skipped with a reason; rows whose key is already stored are counted as present
     (same rank and streams) or as conflicts (different values: the stored row is kept and the
-    conflict reported). The table is written atomically, ``DIR/ingest_report.json`` records the
-    summary, and the catalog is rebuilt (:func:`features.catalog.build_catalog`).
+    conflict reported). The table is written atomically, the data dir's ingest report records
+    the summary, and the catalog is rebuilt (:func:`features.catalog.build_catalog`).
 
     Parameters
     ----------
@@ -911,14 +969,12 @@ def ingest_charts(
     DataError
         If a path does not exist or the stored streams table is unreadable.
     """
-    from .catalog import build_catalog
-
     started = time.perf_counter()
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    report = IngestReport(data_dir=str(data_dir))
+    layout = DataLayout(data_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    report = IngestReport(data_dir=str(layout.root))
     files = _chart_files(paths)
-    existing = read_streams(data_dir)
+    existing = read_streams(layout)
     frames: list[pd.DataFrame] = []
     format_of: dict[str, str] = {}
     disable = None if progress is None else not progress
@@ -948,23 +1004,18 @@ def ingest_charts(
     report.files_read = len(format_of)
     report.rows_read = len(new)
     merged = _merge(existing, new, report)
-    if report.rows_added or not (data_dir / "streams.parquet").exists():
+    if report.rows_added or not layout.streams.exists():
         merged = merged.sort_values(["region", "period", "chart_date", "rank", "track_id"])
-        write_parquet_atomic(merged.reset_index(drop=True), data_dir / "streams.parquet")
+        layout.streams.write(merged.reset_index(drop=True))
     report.rows_total = len(merged)
-    build_catalog(data_dir)
+    build_catalog(layout.root)
     report.seconds = time.perf_counter() - started
-    report_path = data_dir / "ingest_report.json"
-    tmp = report_path.with_name(f".{report_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    os.replace(tmp, report_path)
+    layout.ingest_report.write(report.to_dict())
     return report
 
 
 __all__ = [
     "CHART_FORMATS",
-    "STREAMS_COLUMNS",
-    "STREAMS_KEY",
     "ChartFileError",
     "IngestReport",
     "detect_format",
@@ -973,5 +1024,4 @@ __all__ = [
     "read_streams",
     "register",
     "validate_track_ids",
-    "write_parquet_atomic",
 ]

@@ -102,6 +102,7 @@ from tqdm import tqdm
 
 from .catalog import song_id as song_id_of
 from .errors import DataError
+from .layout import DataLayout, write_bytes_atomic, write_text_atomic
 from .synth import SongAttributes, encode_mp3, render_clip
 
 DEMO_FORMAT = 1  # bump when the generator changes, so a stale demo is regenerated
@@ -479,24 +480,10 @@ def _csv_field(text: str) -> str:
     return text
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    _write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _render_task(task: tuple[str, SongAttributes, int, int, str]) -> str:
     path, attrs, song_seed, start_bar, variant = task
     samples = render_clip(attrs, seed=song_seed, start_bar=start_bar, variant=variant)
-    _write_bytes_atomic(Path(path), encode_mp3(samples, bitrate=96, quality=7))
+    write_bytes_atomic(Path(path), encode_mp3(samples, bitrate=96, quality=7))
     return path
 
 
@@ -511,7 +498,7 @@ def _render_audio(
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         reusable = False
     todo = [t for t in tasks if not (reusable and Path(t[0]).exists())]
-    _write_text_atomic(stamp, json.dumps(current) + "\n")
+    write_text_atomic(stamp, json.dumps(current) + "\n")
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="demo audio", unit="clip")
     with bar:
         if workers <= 1 or len(todo) <= 1:
@@ -548,6 +535,23 @@ def _remove_stale(folder: Path, keep: set[Path], pattern: re.Pattern[str]) -> No
     for path in folder.rglob("*"):
         if path.is_file() and pattern.match(path.name) and path not in keep:
             path.unlink()
+
+
+def is_demo(data_dir: Path | str) -> bool:
+    """Whether ``data_dir`` holds a complete demo written by :func:`make_demo`.
+
+    Parameters
+    ----------
+    data_dir : path
+        A dataset folder.
+
+    Returns
+    -------
+    bool
+        True when its marker (written last) and its ground truth exist.
+    """
+    layout = DataLayout(data_dir)
+    return (layout.raw_dir / _DEMO_FILE).is_file() and layout.ground_truth.exists()
 
 
 def make_demo(
@@ -638,12 +642,13 @@ def make_demo(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir}: demo output exists and is not a folder")
-    raw = out_dir / "raw"
+    layout = DataLayout(out_dir)
+    raw = layout.raw_dir
     marker = raw / _DEMO_FILE
     params = _parameters(songs, regions, seed, null, weeks, top_n, share)
     params["popularity_seed"] = popularity_seed
     params["audio"] = audio
-    if marker.is_file() and (out_dir / "ground_truth.parquet").is_file():
+    if marker.is_file() and layout.ground_truth.exists():
         try:
             done = json.loads(marker.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -652,7 +657,7 @@ def make_demo(
             say(f"{out_dir}: a complete demo with these parameters exists; nothing to do")
             return out_dir
     marker.unlink(missing_ok=True)
-    if (out_dir / "streams.parquet").exists():
+    if layout.streams.exists():
         say(f"warning: {out_dir} holds tables of an earlier ingest; re-ingest into a fresh folder")
 
     attrs, phantom, tracks = _build_tracks(songs, weeks, seed, popularity_seed)
@@ -736,7 +741,7 @@ def make_demo(
                     f"{int(streams[j, w])},https://open.spotify.com/track/{t.track_id}\n"
                 )
             path = raw / "charts" / profile.code / f"{week_start}--{week_end}{profile.code}.csv"
-            _write_text_atomic(path, "".join(lines))
+            write_text_atomic(path, "".join(lines))
             chart_files.add(path)
         for j, t in enumerate(tracks):
             a = attrs[t.song_index]
@@ -770,16 +775,11 @@ def make_demo(
                 f"audio/{name},{t.track_id},{t.song_id},{t.release_date},"
                 f"{_csv_field(t.title)},{_csv_field(t.artist)}\n"
             )
-    _write_text_atomic(raw / "catalog.csv", "".join(catalog_lines))
+    write_text_atomic(raw / "catalog.csv", "".join(catalog_lines))
     truth = pd.DataFrame(truth_rows)
     truth["release_date"] = truth["release_date"].astype("datetime64[ns]")
-    tmp = out_dir / f".ground_truth.parquet.{os.getpid()}.tmp"
-    try:
-        truth.to_parquet(tmp, index=False)
-        os.replace(tmp, out_dir / "ground_truth.parquet")
-    finally:
-        tmp.unlink(missing_ok=True)
-    _write_text_atomic(marker, json.dumps(params, indent=2) + "\n")
+    layout.ground_truth.write(truth)
+    write_text_atomic(marker, json.dumps(params, indent=2) + "\n")
     say(
         f"demo: {songs} songs, {len(tracks)} tracks, {len(tasks)} clips, "
         f"{regions} region(s) x {weeks} weekly top-{top_n} charts"

@@ -285,3 +285,33 @@ def extract_lowlevel(signal_44k: np.ndarray) -> dict[str, float]:
     if signal.ndim != 1:
         raise ValueError(f"extract_lowlevel expects a mono 1-D signal, got shape {signal.shape}")
     return flatten_pool(_extractor()(signal))
+
+
+def compute(signal_44k: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``essentia_lowlevel`` extractor: ``{"lowlevel": float64 (len(LOWLEVEL_COLUMNS),)}``.
+
+    Parameters
+    ----------
+    signal_44k : np.ndarray
+        Mono float32 at 44.1 kHz.
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        The descriptors in :data:`LOWLEVEL_COLUMNS` order (NaN where absent).
+    """
+    values = extract_lowlevel(signal_44k)
+    return {"lowlevel": np.array([values[c] for c in LOWLEVEL_COLUMNS], dtype=np.float64)}
+
+
+def parameters() -> dict[str, Any]:
+    """Everything that determines :func:`compute`'s output (Essentia version and settings)."""
+    import hashlib
+
+    return {
+        "essentia_version": essentia_version(),
+        "extractor": "essentia.standard.Extractor",
+        "parameters": EXTRACTOR_PARAMETERS,
+        "n_columns": len(LOWLEVEL_COLUMNS),
+        "columns_sha256": hashlib.sha256("\n".join(LOWLEVEL_COLUMNS).encode()).hexdigest(),
+    }

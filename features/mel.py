@@ -137,3 +137,24 @@ def log_mel(signal_16k: np.ndarray, config: MelConfig | None = None) -> np.ndarr
     np.maximum(mel, np.float32(config.log_floor), out=mel)
     np.log(mel, out=mel)
     return np.ascontiguousarray(mel.T)  # (n_mels, T)
+
+
+def compute(signal_16k: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``logmel`` extractor: ``{"mel": float16 (n_mels, n_frames)}`` with the AST defaults.
+
+    Parameters
+    ----------
+    signal_16k : np.ndarray
+        Mono float32 at 16 kHz.
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        The log-mel spectrogram, stored as float16.
+    """
+    return {"mel": log_mel(signal_16k).astype(np.float16)}
+
+
+def parameters() -> dict[str, object]:
+    """Everything that determines :func:`compute`'s output (the front-end settings)."""
+    return MelConfig().to_dict()

@@ -1,63 +1,52 @@
-"""Writing and reading the Feast feature store of a data dir.
+"""The Feast feature store of a data dir: apply, materialize, describe, and retrieve.
 
-The Feast repository is ``feature_repo/`` (``feature_store.yaml`` plus ``definitions.py``). Its
-paths follow the data dir through the ``MUSICPOP_DATA_DIR`` environment variable, which this module
-sets (for the duration of each call only) to the absolute data dir it is given. State lives in
-``DIR/feast/``: ``registry.db`` (sqlite SQL registry), ``online_store.db`` (sqlite online store) and
-two derived sources written by :func:`apply`:
+The Feast repository is ``feature_repo/`` (``feature_store.yaml`` plus ``definitions.py``, which
+declares one feature view and one FeatureService per feature set of the registry
+(:mod:`features.feature_sets`) whose table exists, and a ``popularity`` view of the targets).
+Its paths follow the data dir through the ``MUSICPOP_DATA_DIR`` environment variable, which this
+module sets (for the duration of each call only) to the absolute data dir it is given.
 
-- ``popularity_<period>.parquet``: the rows of ``popularity.parquet`` for the store's ONE chart
-  period (``weekly`` by default; ``apply(data_dir, period="daily")``, or ``MUSICPOP_PERIOD=daily``
-  for ``benchmark store apply`` and plain ``feast apply``); the ``popularity`` view reads it, so a
-  (track, region) never mixes periods. ``debut_date`` becomes an ISO date string there (Feast
-  cannot materialize timestamp features).
-  Re-applying with another period re-points the view; both files may coexist.
-- ``mel_clip0.parquet``: clip 0 of every track for the ``mel_spectrogram`` view (Feast serves one
-  row per entity key); :func:`load_mels` reads every clip straight from ``features/mel.parquet``.
+What each view reads:
 
-Column names are kept exactly as in the source tables, dots included
-(``lowlevel.spectral_centroid.mean``): Feast's duckdb offline and sqlite online stores handle them,
-so nothing is renamed and there is no name mapping to undo.
+- a **tabular** feature set: its feature table itself (``track_id``, ``event_timestamp`` and the
+  columns, names kept exactly, dots included: Feast's duckdb offline and sqlite online stores
+  handle them);
+- a **clips** feature set: a derived source, one row per track with the reference features
+  ``<set>__n_clips``, ``<set>__shape`` and ``<set>__sha256``
+  (:func:`features.feature_sets.clip_references`), written by :func:`apply`; a model resolves
+  the reference with :func:`features.feature_sets.read_clip_arrays`;
+- ``popularity``: the popularity rows of the store's ONE chart period (weekly by default;
+  ``apply(data_dir, period="daily")``, or ``MUSICPOP_PERIOD=daily`` for plain ``feast apply``),
+  written by :func:`apply` as a derived source, so a (track, region) never mixes periods;
+  ``debut_date`` becomes an ISO date string there (Feast cannot materialize timestamp features).
+
+FeatureServices serve model inputs only: ``<set>_v<version>`` holds the set's view and nothing
+else; targets never reach a model through the store.
+
+Registry, online store and derived sources live in the data dir's Feast folder. A damaged
+registry or online store (they are derived from our tables) is rebuilt by :func:`apply` and
+:func:`materialize`; other commands name the file and say to run them.
 
 Past one machine
 ----------------
 Set ``MUSICPOP_FEAST_CONFIG`` to a YAML file that replaces ``feature_repo/feature_store.yaml``
-(``${MUSICPOP_DATA_DIR}`` is still expanded in it). For example, a shared PostgreSQL registry and
-online store (``pip install -e .[postgres]``), with the offline store reading the Parquet sources
-from storage every worker mounts::
-
-    project: music_popularity
-    provider: local
-    registry:
-      registry_type: sql
-      path: postgresql+psycopg://feast:${PGPASSWORD}@db:5432/feast
-      cache_ttl_seconds: 60
-    offline_store:
-      type: duckdb        # or: type: postgres, plus host/port/database/user/password (see below)
-    online_store:
-      type: postgres
-      host: db
-      port: 5432
-      database: feast
-      user: feast
-      password: ${PGPASSWORD}
-    entity_key_serialization_version: 3
-
-With ``offline_store: type: postgres`` :func:`apply` uploads the three view sources to tables
-``musicpop_essentia_lowlevel``, ``musicpop_mel_clip0`` and ``musicpop_popularity_<period>`` and
-registers ``PostgreSQLSource`` views on them (``MUSICPOP_OFFLINE_SOURCE=postgres`` does the same for
-plain ``feast apply``); column names are quoted in Feast's SQL, so dotted names work unchanged.
-Only the embedded default (duckdb + sqlite) is tested.
+(``${MUSICPOP_DATA_DIR}`` is still expanded in it), e.g. a PostgreSQL registry, offline store and
+online store (``pip install 'music-popularity[postgres]'``; see docs/scale-out.md). With
+``offline_store: type: postgres`` :func:`apply` uploads every view source to a table
+``musicpop_<source name>`` and the views read those tables (``MUSICPOP_OFFLINE_SOURCE=postgres``
+does the same for plain ``feast apply``); column names are quoted in Feast's SQL, so dotted names
+work unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
 import sqlite3
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,41 +56,58 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from .. import feature_repo
 from .errors import DataError
+from .feature_sets import (
+    CLIPS,
+    FeatureSet,
+    available_feature_sets,
+    clip_references,
+    get_feature_set,
+    read_clip_arrays,
+)
+from .layout import DataLayout, Table
 
 if TYPE_CHECKING:
     import feast
 
-REPO_DIR = Path(__file__).resolve().parents[1] / "feature_repo"
+# package data: the Feast repository ships inside the installed package (musicpop/feature_repo/)
+REPO_DIR = Path(feature_repo.__file__).resolve().parent
 DATA_DIR_ENV = "MUSICPOP_DATA_DIR"
 PERIOD_ENV = "MUSICPOP_PERIOD"
 OFFLINE_SOURCE_ENV = "MUSICPOP_OFFLINE_SOURCE"
 CONFIG_ENV = "MUSICPOP_FEAST_CONFIG"
 DEFAULT_PERIOD = "weekly"
 PERIODS = ("weekly", "daily")
-SERVICES = ("classical_v1", "mp2_v1", "mp3_v1")
 ENTITY_COLUMNS = ("track_id", "region", "event_timestamp")
+POPULARITY_VIEW = "popularity"
+REGISTRY_FILE = "registry.db"
+ONLINE_FILE = "online_store.db"
 
-LOWLEVEL_FILE = Path("features") / "essentia_lowlevel.parquet"
-MEL_FILE = Path("features") / "mel.parquet"
-POPULARITY_FILE = Path("popularity.parquet")
-STORE_DIR = Path("feast")
-MEL_CLIP0_FILE = STORE_DIR / "mel_clip0.parquet"
-
-_REQUIRED = {
-    LOWLEVEL_FILE: ("track_id", "event_timestamp"),
-    MEL_FILE: ("track_id", "clip_id", "event_timestamp", "mel", "n_mels", "n_frames"),
-    POPULARITY_FILE: ("track_id", "region", "period", "event_timestamp", "curve", "sum", "debut"),
-}
 _ROW = "__entity_row__"
 
 
-def _popularity_source(period: str) -> Path:
-    return STORE_DIR / f"popularity_{period}.parquet"
+# --- where each view reads ---------------------------------------------------------------------
+
+
+def popularity_source(layout: DataLayout, period: str) -> Table:
+    """The derived source of the ``popularity`` view for ``period``."""
+    return layout.store_source(f"popularity_{period}")
+
+
+def view_source(layout: DataLayout, feature_set: FeatureSet) -> Table:
+    """The table a feature set's view reads: the feature table, or a clips set's references."""
+    if feature_set.kind == CLIPS:
+        return layout.store_source(f"{feature_set.name}_refs")
+    return feature_set.table(layout)
+
+
+def offline_table_name(source: Table) -> str:
+    """Name of a view source's copy in a PostgreSQL offline store."""
+    return f"musicpop_{source.path.stem}"
 
 
 @contextmanager
@@ -129,90 +135,66 @@ def _config_path() -> Path:
     return path
 
 
-def _check_table(data_dir: Path, relative: Path) -> pa.Schema:
-    path = data_dir / relative
-    if not path.is_file():
-        raise DataError(
-            f"{path}: missing; build it first (see docs/architecture.md, Data directory)"
-        )
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
-    missing = [c for c in _REQUIRED[relative] if c not in schema.names]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    return schema
-
-
-def _utc(column: pd.Series, path: Path, name: str) -> pd.Series:
+def _utc(column: pd.Series, where: str, name: str) -> pd.Series:
     """A timestamp column as tz-aware UTC (naive values are taken as UTC)."""
     try:
         values = pd.to_datetime(column)
     except (ValueError, TypeError) as exc:
-        raise DataError(f"{path}: column {name!r} is not a timestamp ({exc})") from exc
+        raise DataError(f"{where}: column {name!r} is not a timestamp ({exc})") from exc
     if values.dt.tz is None:
         return values.dt.tz_localize("UTC")
     return values.dt.tz_convert("UTC")
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def write_sources(data_dir: Path | str, period: str = DEFAULT_PERIOD) -> dict[str, Path]:
-    """Check the data dir's feature tables and write the derived Feast sources in ``DIR/feast/``.
+def write_sources(layout: DataLayout, period: str = DEFAULT_PERIOD) -> dict[str, Table]:
+    """Check the data dir's tables and write the derived Feast sources.
 
     Parameters
     ----------
-    data_dir : Path or str
-        Data dir holding ``features/essentia_lowlevel.parquet``, ``features/mel.parquet`` and
-        ``popularity.parquet``.
+    layout : DataLayout
+        The data dir; needs the popularity table and at least one feature table.
     period : str
         Chart period served by the ``popularity`` view: ``weekly`` or ``daily``.
 
     Returns
     -------
-    dict[str, Path]
-        The source file of each feature view.
+    dict[str, Table]
+        View name to the table it reads.
 
     Raises
     ------
     DataError
-        A table is missing, unreadable, lacks a contract column, or has no row for ``period``.
+        A table is missing, damaged, lacks a contract column, or has no row for ``period``.
     """
-    data_dir = Path(data_dir).resolve()
     if period not in PERIODS:
         raise DataError(f"unknown chart period {period!r}; expected one of {', '.join(PERIODS)}")
-    for relative in _REQUIRED:
-        _check_table(data_dir, relative)
-
-    pop_path = data_dir / POPULARITY_FILE
-    popularity = pd.read_parquet(pop_path)
+    sets = available_feature_sets(layout)
+    if not sets:
+        raise DataError(
+            f"{layout.features_dir}: no feature table; run `benchmark features extract` "
+            "(or `benchmark ingest features`) first"
+        )
+    popularity = layout.popularity.read()
     popularity = popularity[popularity["period"] == period].drop(columns="period")
     if popularity.empty:
-        raise DataError(f"{pop_path}: no rows for period {period!r}")
-    popularity["event_timestamp"] = _utc(popularity["event_timestamp"], pop_path, "event_timestamp")
+        raise DataError(f"{layout.popularity.path}: no rows for period {period!r}")
+    popularity["event_timestamp"] = _utc(
+        popularity["event_timestamp"], str(layout.popularity.path), "event_timestamp"
+    )
     if "debut_date" in popularity:
-        # Feast's online store cannot materialize a timestamp-typed feature: keep an ISO date
         popularity["debut_date"] = pd.to_datetime(popularity["debut_date"]).dt.strftime("%Y-%m-%d")
-    pop_out = data_dir / _popularity_source(period)
-    _write_atomic(pa.Table.from_pandas(popularity, preserve_index=False), pop_out)
+    sources = {POPULARITY_VIEW: popularity_source(layout, period)}
+    sources[POPULARITY_VIEW].write(popularity)
+    for fs in sets:
+        source = view_source(layout, fs)
+        fs.table(layout).check()
+        if fs.kind == CLIPS:
+            source.write(clip_references(layout, fs))
+        sources[fs.name] = source
+    return sources
 
-    mel_path = data_dir / MEL_FILE
-    mel = pq.read_table(mel_path, filters=[("clip_id", "=", 0)]).drop_columns(["clip_id"])
-    if mel.num_rows == 0:
-        raise DataError(f"{mel_path}: no clip 0 rows; every track's clips are numbered from 0")
-    mel_out = data_dir / MEL_CLIP0_FILE
-    _write_atomic(mel, mel_out)
-    return {
-        "essentia_lowlevel": data_dir / LOWLEVEL_FILE,
-        "mel_spectrogram": mel_out,
-        "popularity": pop_out,
-    }
+
+# --- the store ----------------------------------------------------------------------------------
 
 
 def feature_store(data_dir: Path | str) -> feast.FeatureStore:
@@ -224,7 +206,7 @@ def feature_store(data_dir: Path | str) -> feast.FeatureStore:
     Parameters
     ----------
     data_dir : Path or str
-        The data dir; its ``feast/`` folder is created if needed.
+        The data dir; its Feast folder is created if needed.
 
     Returns
     -------
@@ -235,9 +217,9 @@ def feature_store(data_dir: Path | str) -> feast.FeatureStore:
     from feast import FeatureStore
     from feast.repo_config import load_repo_config
 
-    data_dir = Path(data_dir).resolve()
-    (data_dir / STORE_DIR).mkdir(parents=True, exist_ok=True)
-    with _env({DATA_DIR_ENV: str(data_dir)}):
+    layout = DataLayout(Path(data_dir).resolve())
+    layout.store_dir.mkdir(parents=True, exist_ok=True)
+    with _env({DATA_DIR_ENV: str(layout.root)}):
         config = load_repo_config(REPO_DIR, _config_path())
     return FeatureStore(repo_path=str(REPO_DIR), config=config)
 
@@ -302,31 +284,73 @@ def _sql_value(value: object) -> object:
     return value
 
 
-def _upload_to_postgres(store: feast.FeatureStore, sources: dict[str, Path]) -> None:
-    """Replace the PostgreSQL table of every view source with the rows of its Parquet file.
-
-    Used only when the offline store is PostgreSQL; not covered by the test suite (the embedded
-    duckdb default is). Tables are named ``musicpop_<file stem>`` as in ``definitions.py``.
-    """
+def _upload_to_postgres(store: feast.FeatureStore, sources: dict[str, Table]) -> None:
+    """Replace the PostgreSQL table of every view source with the rows of its Parquet file."""
     from feast.infra.utils.postgres.connection_utils import _get_conn
 
     with _get_conn(store.config.offline_store) as conn, conn.cursor() as cur:
-        for path in tqdm(sources.values(), desc="upload to PostgreSQL", unit="table"):
-            table = f"musicpop_{path.stem}"
-            schema = pq.read_schema(path)
-            columns = ", ".join(f'"{f.name}" {_pg_type(path, f)}' for f in schema)
+        for source in tqdm(sources.values(), desc="upload to PostgreSQL", unit="table"):
+            table = offline_table_name(source)
+            schema = source.schema()
+            columns = ", ".join(f'"{f.name}" {_pg_type(source.path, f)}' for f in schema)
             cur.execute(f'DROP TABLE IF EXISTS "{table}"')
             cur.execute(f'CREATE TABLE "{table}" ({columns})')
             names = ", ".join(f'"{name}"' for name in schema.names)
             marks = ", ".join(["%s"] * len(schema.names))
-            frame = pd.read_parquet(path)
+            frame = source.read()
             rows = [[_sql_value(v) for v in row] for row in frame.itertuples(index=False)]
             cur.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
         conn.commit()
 
 
+def _local_file(layout: DataLayout, name: str) -> Path:
+    return layout.store_dir / name
+
+
+def _is_damaged_database(error: BaseException) -> bool:
+    """Whether an exception says a sqlite file is not a database (or is malformed)."""
+    text = str(error).lower()
+    return isinstance(error, sqlite3.DatabaseError | DataError) or any(
+        marker in text for marker in ("not a database", "malformed", "file is encrypted")
+    )
+
+
+@contextlib.contextmanager
+def _store_errors(layout: DataLayout, action: str) -> Iterator[None]:
+    """Turn a damaged registry or online store into a one-line error saying what to run."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as exc:
+        if _is_damaged_database(exc) or "DatabaseError" in type(exc).__name__:
+            raise DataError(
+                f"{layout.store_dir}: the Feast registry or online store is damaged ({exc}); "
+                f"run `benchmark store apply` and `benchmark store materialize` to rebuild it"
+            ) from None
+        raise
+
+
+def _reset_if_damaged(layout: DataLayout, name: str) -> bool:
+    """Remove a local sqlite file of the store that is not a readable database."""
+    path = _local_file(layout, name)
+    if not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+            db.execute("PRAGMA quick_check").fetchone()
+        return False
+    except sqlite3.DatabaseError:
+        warnings.warn(f"{path}: damaged; rebuilding it from the data dir's tables", stacklevel=3)
+        path.unlink()
+        return True
+
+
 def apply(data_dir: Path | str, period: str | None = None) -> None:
     """Write the derived sources and register every entity, view and service (``feast apply``).
+
+    A damaged local registry is removed and rebuilt (it is derived from our tables).
 
     Parameters
     ----------
@@ -343,35 +367,46 @@ def apply(data_dir: Path | str, period: str | None = None) -> None:
     """
     from feast import Entity, FeatureService, FeatureView
 
-    data_dir = Path(data_dir).resolve()
+    layout = DataLayout(Path(data_dir).resolve())
     period = period or os.environ.get(PERIOD_ENV) or DEFAULT_PERIOD
-    sources = write_sources(data_dir, period)
-    store = feature_store(data_dir)
+    sources = write_sources(layout, period)
+    if _reset_if_damaged(layout, REGISTRY_FILE):
+        # the online store's tables belong to the old registry: start both afresh
+        _local_file(layout, ONLINE_FILE).unlink(missing_ok=True)
+    _reset_if_damaged(layout, ONLINE_FILE)
+    store = feature_store(layout.root)
     offline_source = _offline_source(store)
     if offline_source == "postgres":
         _upload_to_postgres(store, sources)
-    module = _load_definitions(data_dir, period, offline_source)
+    module = _load_definitions(layout.root, period, offline_source)
     objects = [
         value
         for kind in (Entity, FeatureView, FeatureService)
         for value in vars(module).values()
         if isinstance(value, kind)
     ]
-    with _env({DATA_DIR_ENV: str(data_dir)}):
-        store.apply(objects)
+    names = {o.name for o in objects}
+    with _env({DATA_DIR_ENV: str(layout.root)}), _store_errors(layout, "apply"):
+        # views and services of feature sets whose table is gone are removed from the registry
+        stale = [s for s in store.list_feature_services() if s.name not in names]
+        stale += [v for v in store.list_feature_views() if v.name not in names]
+        store.apply(objects, objects_to_delete=stale, partial=False)
 
 
-def _registered_views(store: feast.FeatureStore, data_dir: Path) -> list[feast.FeatureView]:
-    views = store.list_feature_views()
+def _registered_views(store: feast.FeatureStore, layout: DataLayout) -> list[feast.FeatureView]:
+    with _store_errors(layout, "read"):
+        views = store.list_feature_views()
     if not views:
         raise DataError(
-            f"{data_dir}: no Feast feature views registered; run `benchmark store apply` first"
+            f"{layout.root}: no Feast feature views registered; run `benchmark store apply` first"
         )
     return views
 
 
 def materialize(data_dir: Path | str) -> None:
     """Load the online store with the latest feature values up to now (incremental).
+
+    A damaged local online store is removed and loaded again from scratch.
 
     Parameters
     ----------
@@ -381,13 +416,19 @@ def materialize(data_dir: Path | str) -> None:
     Raises
     ------
     DataError
-        Nothing has been applied yet.
+        Nothing has been applied yet, or the registry is damaged.
     """
-    data_dir = Path(data_dir).resolve()
-    store = feature_store(data_dir)
-    _registered_views(store, data_dir)
-    with _env({DATA_DIR_ENV: str(data_dir)}):
-        store.materialize_incremental(end_date=datetime.now(UTC))
+    layout = DataLayout(Path(data_dir).resolve())
+    rebuilt = _reset_if_damaged(layout, ONLINE_FILE)
+    store = feature_store(layout.root)
+    views = _registered_views(store, layout)
+    with _env({DATA_DIR_ENV: str(layout.root)}), _store_errors(layout, "materialize"):
+        if rebuilt:
+            store.apply(views, partial=True)  # recreates the online tables
+            start = datetime(1900, 1, 1, tzinfo=UTC)
+            store.materialize(start_date=start, end_date=datetime.now(UTC))
+        else:
+            store.materialize_incremental(end_date=datetime.now(UTC))
 
 
 def _online_rows(store: feast.FeatureStore, view: str) -> int | None:
@@ -400,7 +441,7 @@ def _online_rows(store: feast.FeatureStore, view: str) -> int | None:
         path = store.repo_path / path
     if not path.is_file():
         return 0
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         try:
             (count,) = db.execute(
                 f'SELECT COUNT(DISTINCT entity_key) FROM "{store.project}_{view}"'
@@ -429,43 +470,50 @@ def info(data_dir: Path | str) -> str:
     """
     from feast import FileSource
 
-    data_dir = Path(data_dir).resolve()
-    store = feature_store(data_dir)
+    layout = DataLayout(Path(data_dir).resolve())
+    store = feature_store(layout.root)
     config = store.config
     lines = [
-        f"Feast project {store.project} on {data_dir}",
+        f"Feast project {store.project} on {layout.root}",
         f"  config:   {_config_path()}",
         f"  registry: {_hide_password(str(config.registry.path))}",
         f"  offline:  {config.offline_store.type}",
         f"  online:   {config.online_store.type} {getattr(config.online_store, 'path', '')}",
     ]
-    views = store.list_feature_views()
-    if not views:
-        lines.append("no feature views registered: run `benchmark store apply`")
-        return "\n".join(lines)
-    lines.append("feature views:")
-    for view in sorted(views, key=lambda v: v.name):
-        source = view.batch_source
-        path = getattr(source, "path", None) or getattr(source, "table", None) or source.name
-        if isinstance(source, FileSource):
-            is_file = Path(path).is_file()
-            rows: int | str = pq.read_metadata(path).num_rows if is_file else "missing"
-        else:
-            rows = "?"
-        online = _online_rows(store, view.name)
-        done = view.most_recent_end_time
-        lines.append(
-            f"  {view.name:<18} keys {'+'.join(view.entities):<13} "
-            f"{len(view.features):>4} features  source rows {rows}  online keys "
-            f"{'?' if online is None else online}  materialized to "
-            f"{done.strftime('%Y-%m-%d %H:%M UTC') if done else 'never'}"
-        )
-        lines.append(f"  {'':<18} source {path}")
-    lines.append("feature services:")
-    for service in sorted(store.list_feature_services(), key=lambda s: s.name):
-        parts = ", ".join(f"{p.name}[{len(p.features)}]" for p in service.feature_view_projections)
-        lines.append(f"  {service.name:<13} {parts}: {service.description}")
+    with _store_errors(layout, "info"):
+        views = store.list_feature_views()
+        services = store.list_feature_services()
+        if not views:
+            lines.append("no feature views registered: run `benchmark store apply`")
+            return "\n".join(lines)
+        lines.append("feature views:")
+        for view in sorted(views, key=lambda v: v.name):
+            source = view.batch_source
+            path = getattr(source, "path", None) or getattr(source, "table", None) or source.name
+            if isinstance(source, FileSource):
+                is_file = Path(path).is_file()
+                rows: int | str = pq.read_metadata(path).num_rows if is_file else "missing"
+            else:
+                rows = "?"
+            online = _online_rows(store, view.name)
+            done = view.most_recent_end_time
+            lines.append(
+                f"  {view.name:<18} keys {'+'.join(view.entities):<13} "
+                f"{len(view.features):>4} features  source rows {rows}  online keys "
+                f"{'?' if online is None else online}  materialized to "
+                f"{done.strftime('%Y-%m-%d %H:%M UTC') if done else 'never'}"
+            )
+            lines.append(f"  {'':<18} source {path}")
+        lines.append("feature services:")
+        for service in sorted(services, key=lambda s: s.name):
+            parts = ", ".join(
+                f"{p.name}[{len(p.features)}]" for p in service.feature_view_projections
+            )
+            lines.append(f"  {service.name:<16} {parts}: {service.description}")
     return "\n".join(lines)
+
+
+# --- retrieval ----------------------------------------------------------------------------------
 
 
 def training_frame(data_dir: Path | str, service: str, entity_rows: pd.DataFrame) -> pd.DataFrame:
@@ -476,7 +524,7 @@ def training_frame(data_dir: Path | str, service: str, entity_rows: pd.DataFrame
     data_dir : Path or str
         A data dir on which :func:`apply` has run.
     service : str
-        Feature service name: ``classical_v1``, ``mp2_v1`` or ``mp3_v1``.
+        Feature service name (``<feature set>_v<version>``).
     entity_rows : pandas.DataFrame
         Columns ``track_id``, ``region``, ``event_timestamp`` (prediction time; naive values are
         UTC) and any others, which are passed through. Rows may repeat.
@@ -493,25 +541,26 @@ def training_frame(data_dir: Path | str, service: str, entity_rows: pd.DataFrame
     DataError
         Unknown service, missing entity columns, or nothing applied yet.
     """
-    if service not in SERVICES:
-        raise DataError(
-            f"unknown feature service {service!r}; expected one of {', '.join(SERVICES)}"
-        )
     missing = [c for c in ENTITY_COLUMNS if c not in entity_rows.columns]
     if missing:
         raise DataError(f"entity rows lack column(s) {', '.join(missing)}")
-    data_dir = Path(data_dir).resolve()
-    store = feature_store(data_dir)
-    _registered_views(store, data_dir)
+    layout = DataLayout(Path(data_dir).resolve())
+    store = feature_store(layout.root)
+    _registered_views(store, layout)
+    with _store_errors(layout, "read"):
+        known = {s.name: s for s in store.list_feature_services()}
+    if service not in known:
+        raise DataError(
+            f"unknown feature service {service!r}; registered: {', '.join(sorted(known))} "
+            "(run `benchmark store apply` after extracting or ingesting a feature set)"
+        )
     entity_df = entity_rows.reset_index(drop=True)
     entity_df["event_timestamp"] = _utc(
-        entity_df["event_timestamp"], Path("entity rows"), "event_timestamp"
+        entity_df["event_timestamp"], "entity rows", "event_timestamp"
     )
     entity_df[_ROW] = np.arange(len(entity_df))
-    with _env({DATA_DIR_ENV: str(data_dir)}):
-        joined = store.get_historical_features(
-            entity_df=entity_df, features=store.get_feature_service(service)
-        ).to_df()
+    with _env({DATA_DIR_ENV: str(layout.root)}), _store_errors(layout, "read"):
+        joined = store.get_historical_features(entity_df=entity_df, features=known[service]).to_df()
     joined = joined.sort_values(_ROW, kind="stable")
     if len(joined) != len(entity_df) or not np.array_equal(
         joined[_ROW].to_numpy(), entity_df[_ROW]
@@ -520,69 +569,52 @@ def training_frame(data_dir: Path | str, service: str, entity_rows: pd.DataFrame
             f"Feast returned {len(joined)} rows for {len(entity_df)} entity rows; check the "
             "offline store (the `file` store drops rows; use duckdb)"
         )
-    front = [c for c in entity_rows.columns]
+    front = list(entity_rows.columns)
     joined = joined.drop(columns=_ROW)
     joined = joined[front + [c for c in joined.columns if c not in front]]
     joined.index = entity_rows.index
     return joined
 
 
-def decode_mel(blob: bytes, n_mels: int, n_frames: int) -> np.ndarray:
-    """Decode one stored log-mel spectrogram.
-
-    Parameters
-    ----------
-    blob : bytes
-        float16 values in C order, as in ``features/mel.parquet`` and the ``mel`` feature.
-    n_mels, n_frames : int
-        Its shape.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 array of shape (n_mels, n_frames).
-    """
-    values = np.frombuffer(blob, dtype=np.float16)
-    if values.size != n_mels * n_frames:
-        raise DataError(f"mel blob holds {values.size} values, expected {n_mels} x {n_frames}")
-    return values.reshape(n_mels, n_frames).astype(np.float32)
-
-
-def load_mels(data_dir: Path | str, track_ids: Iterable[str]) -> dict[str, list[np.ndarray]]:
-    """Every clip's log-mel spectrogram for the given tracks, read from ``features/mel.parquet``.
+def feature_inputs(
+    data_dir: Path | str, feature_set: str, entity_rows: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, list[np.ndarray]] | None]:
+    """A feature set's values for entity rows, through its FeatureService.
 
     Parameters
     ----------
     data_dir : Path or str
-        The data dir.
-    track_ids : iterable of str
-        Tracks to load; repeats are loaded once.
+        A data dir on which :func:`apply` has run.
+    feature_set : str
+        Name of a registered feature set.
+    entity_rows : pandas.DataFrame
+        As for :func:`training_frame`.
 
     Returns
     -------
-    dict[str, list[numpy.ndarray]]
-        For each track (in first-seen order) its clips in ``clip_id`` order, float32 arrays of
-        shape (n_mels, n_frames).
-
-    Raises
-    ------
-    DataError
-        The table is missing or malformed, or a track has no spectrogram.
+    tuple
+        ``(frame, arrays)``. For a tabular set ``frame`` has the set's columns and ``arrays`` is
+        None. For a clips set ``frame`` has the reference columns and ``arrays`` maps each
+        referenced track to its clip arrays (float32), checked against the reference.
     """
-    data_dir = Path(data_dir).resolve()
-    _check_table(data_dir, MEL_FILE)
-    wanted = list(dict.fromkeys(track_ids))
-    path = data_dir / MEL_FILE
-    table = pq.read_table(path, columns=["track_id", "clip_id", "mel", "n_mels", "n_frames"])
-    table = table.filter(pc.is_in(table["track_id"], value_set=pa.array(wanted, pa.string())))
-    table = table.sort_by([("track_id", "ascending"), ("clip_id", "ascending")])
-    mels: dict[str, list[np.ndarray]] = {track: [] for track in wanted}
-    columns = [table[c].to_pylist() for c in ("track_id", "mel", "n_mels", "n_frames")]
-    for track, blob, n_mels, n_frames in zip(*columns, strict=True):
-        mels[track].append(decode_mel(blob, n_mels, n_frames))
-    absent = [track for track, clips in mels.items() if not clips]
-    if absent:
-        raise DataError(
-            f"{path}: no spectrogram for {len(absent)} track(s), e.g. {', '.join(absent[:3])}"
-        )
-    return mels
+    layout = DataLayout(Path(data_dir).resolve())
+    fs = get_feature_set(feature_set, layout)
+    frame = training_frame(layout.root, fs.service, entity_rows)
+    if fs.kind != CLIPS:
+        return frame, None
+    return frame, read_clip_arrays(layout, fs, frame)
+
+
+__all__ = [
+    "POPULARITY_VIEW",
+    "apply",
+    "feature_inputs",
+    "feature_store",
+    "info",
+    "materialize",
+    "offline_table_name",
+    "popularity_source",
+    "training_frame",
+    "view_source",
+    "write_sources",
+]

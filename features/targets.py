@@ -20,17 +20,17 @@ row in each series it never entered (the two-part targets: P(charts), then size 
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .charts import read_streams
 from .errors import DataError
+from .layout import DataLayout
 
 NULL_POLICIES = ("missing", "zero", "floor")
 PERIOD_DAYS = {"daily": 1, "weekly": 7}
@@ -72,6 +72,23 @@ POPULARITY_COLUMNS = [
     "reentry",
     "charted",
 ]
+
+
+def curve_columns(columns: Iterable[str]) -> list[str]:
+    """The ``curve_<h>`` columns in period order (numeric, so ``curve_100`` follows ``curve_99``).
+
+    Parameters
+    ----------
+    columns : Iterable[str]
+        Column names.
+
+    Returns
+    -------
+    list[str]
+        The curve columns sorted by period.
+    """
+    found = [c for c in columns if c.startswith("curve_") and c[6:].isdigit()]
+    return sorted(found, key=lambda c: int(c[6:]))
 
 
 def curve_statistics(curve: np.ndarray, charted: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -458,29 +475,13 @@ def compute_targets(
     return table.sort_values(["region", "period", "debut_date", "track_id"], ignore_index=True)
 
 
-def _to_arrow(
-    table: pd.DataFrame,
-    horizon: int,
-    null_policy: str,
-    *,
-    burn_in_days: int = BURN_IN_DAYS,
-    reentry_gap_days: int = REENTRY_GAP_DAYS,
-    uncharted: bool = False,
-) -> pa.Table:
-    """The popularity table as Arrow, with the settings that made it in the schema metadata."""
+def _to_arrow(table: pd.DataFrame, horizon: int) -> pa.Table:
     plain = table.drop(columns=["curve"])
     arrow = pa.Table.from_pandas(plain, preserve_index=False)
     values = np.concatenate(table["curve"].to_list()) if len(table) else np.empty(0)
     offsets = np.arange(len(table) + 1, dtype=np.int32) * horizon
     curve = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.float64()))
-    arrow = arrow.add_column(POPULARITY_COLUMNS.index("curve"), "curve", curve)
-    meta = dict(arrow.schema.metadata or {})
-    meta[b"horizon"] = str(horizon).encode()
-    meta[b"null_policy"] = null_policy.encode()
-    meta[b"burn_in_days"] = str(int(burn_in_days)).encode()
-    meta[b"reentry_gap_days"] = str(int(reentry_gap_days)).encode()
-    meta[b"uncharted"] = str(bool(uncharted)).lower().encode()
-    return arrow.replace_schema_metadata(meta)
+    return arrow.add_column(POPULARITY_COLUMNS.index("curve"), "curve", curve)
 
 
 def build_targets(
@@ -526,28 +527,25 @@ def build_targets(
     DataError
         If streams.parquet is missing or empty, or the arguments are invalid.
     """
-    data_dir = Path(data_dir)
-    if not (data_dir / "streams.parquet").exists():
-        raise DataError(f"{data_dir / 'streams.parquet'}: not found; run `benchmark ingest charts`")
+    layout = DataLayout(data_dir)
+    if not layout.streams.exists():
+        raise DataError(f"{layout.streams.path}: not found; run `benchmark ingest charts` first")
     settings = {
-        "burn_in_days": burn_in_days,
-        "reentry_gap_days": reentry_gap_days,
-        "uncharted": uncharted,
+        "burn_in_days": int(burn_in_days),
+        "reentry_gap_days": int(reentry_gap_days),
+        "uncharted": bool(uncharted),
     }
     table = compute_targets(
-        read_streams(data_dir),
-        horizon=horizon,
-        null_policy=null_policy,
-        catalog=catalog,
-        **settings,
+        read_streams(layout), horizon=horizon, null_policy=null_policy, catalog=catalog, **settings
     )
-    target = data_dir / "popularity.parquet"
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(_to_arrow(table, int(horizon), null_policy, **settings), tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    layout.popularity.write(
+        _to_arrow(table, int(horizon)),
+        metadata={
+            "horizon": str(int(horizon)),
+            "null_policy": null_policy,
+            **{key: str(value).lower() for key, value in settings.items()},
+        },
+    )
     return table
 
 
@@ -559,6 +557,7 @@ __all__ = [
     "REENTRY_GAP_DAYS",
     "build_targets",
     "compute_targets",
+    "curve_columns",
     "curve_statistics",
     "rank_trajectory_metrics",
 ]

@@ -124,30 +124,16 @@ class AugmentConfig:
         Draw a random clip of the track each epoch (where it has several) instead of clip 0.
     """
 
-    time_mask: int = 0
+    time_mask: int = 40
     n_time_masks: int = 2
-    freq_mask: int = 0
+    freq_mask: int = 16
     n_freq_masks: int = 2
-    roll: bool = False
+    roll: bool = True
     gain: float = 0.0
     pitch_shift: float = 0.0
     timbre_tilt: float = 0.0
     timbre_eq: float = 0.0
-    different_clip: bool = False
-
-    @classmethod
-    def quick(cls) -> AugmentConfig:
-        """Label-safe defaults: SpecAugment masks, rolling, another clip each epoch.
-
-        Gain, pitch and timbre stay off: they would erase loudness, key and brightness, which
-        popularity (and the demo's ground truth) partly depends on.
-        """
-        return cls(time_mask=40, freq_mask=16, roll=True, different_clip=True)
-
-    @classmethod
-    def full(cls) -> AugmentConfig:
-        """As ``quick`` with AST's mask sizes for 10 s inputs (time 192, frequency 48)."""
-        return cls(time_mask=192, freq_mask=48, roll=True, different_clip=True)
+    different_clip: bool = True
 
 
 def augment_batch(

@@ -202,16 +202,6 @@ class EncoderConfig:
     pos_mode: Literal["add", "concat"] = "add"
     pos_dim: int = 32
 
-    @classmethod
-    def quick(cls) -> EncoderConfig:
-        """Tiny encoder for CPU runs on the demo: width 96, 3 layers, 4 s crops, stride 16."""
-        return cls()
-
-    @classmethod
-    def full(cls) -> EncoderConfig:
-        """AST-base-like encoder for a GPU: width 768, 12 layers, 12 heads, stride 10, 10.24 s."""
-        return cls(n_frames=1024, stride=10, dim=768, n_layers=12, n_heads=12, dropout=0.1)
-
 
 class SpectrogramEncoder(nn.Module):
     """AST-style encoder: patches + positions, a [CLS] token, optional extra tokens, blocks.

@@ -8,18 +8,18 @@ Targets are standardised by the caller; the model predicts ``K`` standardised co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
 from .blocks import (
     EncoderConfig,
-    SpectrogramEncoder,
     init_weights,
     masked_mse,
     pairwise_ranking_loss,
 )
+from .encoders import SegmentEncoderConfig, build_encoder
 
 
 class JointHead(nn.Module):
@@ -58,7 +58,14 @@ class MP2Config:
     ranking_weight : float
         Weight of the pairwise ranking loss (Yu et al. 2017) added to the MSE; 0 turns it off.
     encoder : EncoderConfig
-        The shared spectrogram encoder.
+        The shared spectrogram encoder (``encoder_type="scratch"``).
+    encoder_type : {"scratch", "musicnn", "ast"}
+        ``scratch`` (default): the spectrogram encoder trained from scratch on log-mel input
+        ``(B, M, T)``; ``musicnn`` / ``ast``: ``models.encoders.SegmentEncoder`` over pretrained
+        segment embeddings ``(B, S, E)``, or over segments run through the ``backbone`` given to
+        :class:`MP2` (MusiCNN patches ``(B, S, 187, 96)``, AST windows ``(B, S, 1024, 128)``).
+    segments : SegmentEncoderConfig
+        The segment encoder (``musicnn`` / ``ast`` only).
     """
 
     n_regions: int = 1
@@ -68,16 +75,8 @@ class MP2Config:
     head_hidden: int = 128
     ranking_weight: float = 0.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> MP2Config:
-        """Tiny MP2 for CPU runs on the demo (encoder ``EncoderConfig.quick()``)."""
-        return cls(encoder=EncoderConfig.quick(), **overrides)
-
-    @classmethod
-    def full(cls, **overrides: Any) -> MP2Config:
-        """AST-base-like MP2 for a GPU (encoder ``EncoderConfig.full()``)."""
-        return cls(encoder=EncoderConfig.full(), region_dim=64, head_hidden=512, **overrides)
+    encoder_type: Literal["scratch", "musicnn", "ast"] = "scratch"
+    segments: SegmentEncoderConfig = field(default_factory=SegmentEncoderConfig)
 
 
 class MP2(nn.Module):
@@ -89,7 +88,7 @@ class MP2(nn.Module):
     without targets.
     """
 
-    def __init__(self, config: MP2Config) -> None:
+    def __init__(self, config: MP2Config, backbone: nn.Module | None = None) -> None:
         super().__init__()
         if config.conditioning not in ("token", "joint"):
             raise ValueError(
@@ -97,8 +96,8 @@ class MP2(nn.Module):
             )
         self.config = config
         c = config
-        D = c.encoder.dim
-        self.encoder = SpectrogramEncoder(c.encoder)
+        self.encoder = build_encoder(c.encoder_type, c.encoder, c.segments, backbone)
+        D = self.encoder.config.dim
         if c.conditioning == "token":
             self.region_emb = nn.Embedding(c.n_regions, D)
             self.head = nn.Linear(D, c.n_targets)

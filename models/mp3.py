@@ -8,13 +8,14 @@ fine-tuned weights (``MP3.load_encoder``). Targets are standardised by the calle
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import DecoderBlock, EncoderConfig, SpectrogramEncoder, init_weights, masked_mse
+from .blocks import DecoderBlock, EncoderConfig, init_weights, masked_mse
+from .encoders import SegmentEncoderConfig, build_encoder
 
 
 class CurveDecoder(nn.Module):
@@ -81,6 +82,10 @@ class MP3Config:
         Start the encoder from MP2's fine-tuned encoder weights when the caller has them.
     encoder : EncoderConfig
         The shared spectrogram encoder (must match MP2's to load its weights).
+    encoder_type : {"scratch", "musicnn", "ast"}
+        As in :class:`~models.mp2.MP2Config` (default ``scratch``).
+    segments : SegmentEncoderConfig
+        The segment encoder (``musicnn`` / ``ast`` only; must match MP2's to load its weights).
     """
 
     n_regions: int = 1
@@ -91,16 +96,8 @@ class MP3Config:
     presence_weight: float = 0.2
     init_from_mp2: bool = True
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> MP3Config:
-        """Tiny MP3 for CPU runs on the demo (encoder ``EncoderConfig.quick()``)."""
-        return cls(encoder=EncoderConfig.quick(), **overrides)
-
-    @classmethod
-    def full(cls, **overrides: Any) -> MP3Config:
-        """AST-base-like MP3 for a GPU (encoder ``EncoderConfig.full()``, 4 decoder layers)."""
-        return cls(encoder=EncoderConfig.full(), n_decoder_layers=4, decoder_heads=12, **overrides)
+    encoder_type: Literal["scratch", "musicnn", "ast"] = "scratch"
+    segments: SegmentEncoderConfig = field(default_factory=SegmentEncoderConfig)
 
 
 class MP3(nn.Module):
@@ -116,19 +113,20 @@ class MP3(nn.Module):
 
     shares_encoder = True
 
-    def __init__(self, config: MP3Config) -> None:
+    def __init__(self, config: MP3Config, backbone: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
         c = config
-        self.encoder = SpectrogramEncoder(c.encoder)
+        self.encoder = build_encoder(c.encoder_type, c.encoder, c.segments, backbone)
+        e = self.encoder.config
         self.decoder = CurveDecoder(
-            c.encoder.dim,
+            e.dim,
             c.horizon,
             c.n_regions,
             c.n_decoder_layers,
             c.decoder_heads,
-            c.encoder.mlp_ratio,
-            c.encoder.dropout,
+            e.mlp_ratio,
+            e.dropout,
         )
 
     def load_encoder(self, state_dict: dict[str, torch.Tensor]) -> None:

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from musicpop.features.catalog import (
-    CATALOG_COLUMNS,
     build_catalog,
     ingest_audio,
     read_mapping,
@@ -17,6 +16,7 @@ from musicpop.features.catalog import (
 )
 from musicpop.features.charts import ingest_charts
 from musicpop.features.errors import DataError
+from musicpop.features.layout import CATALOG_COLUMNS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "charts"
 SUNFLOWER = "3KkXRkHbMCARz0aVfEt68P"
@@ -79,7 +79,7 @@ def charted(tmp_path: Path) -> Path:
 
 def test_catalog_after_ingest(charted: Path) -> None:
     catalog = pd.read_parquet(charted / "catalog.parquet")
-    assert list(catalog.columns) == CATALOG_COLUMNS
+    assert list(catalog.columns) == list(CATALOG_COLUMNS)
     assert catalog["track_id"].is_unique
     assert len(catalog) == 6
     sunflower = catalog.set_index("track_id").loc[SUNFLOWER]

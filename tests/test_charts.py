@@ -11,7 +11,6 @@ import pytest
 
 from musicpop.features.charts import (
     CHART_FORMATS,
-    STREAMS_COLUMNS,
     ChartFileError,
     detect_format,
     ingest_charts,
@@ -19,6 +18,7 @@ from musicpop.features.charts import (
 )
 from musicpop.features.errors import DataError
 from musicpop.features.identifiers import normalise_region, parse_track_id
+from musicpop.features.layout import STREAMS_COLUMNS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "charts"
 
@@ -54,6 +54,13 @@ CASES = [
         "kworb_country_daily_html",
         3,
         ("se", "daily", "2023-12-28", "2FRnf9qhLbvw8fu4IBXx78", 1, 312000),
+    ),
+    (
+        # a weekly page's date is the chart's last day, as for the new CSV
+        "kworb/gb_weekly.html",
+        "kworb_country_weekly_html",
+        3,
+        ("gb", "weekly", "2023-12-29", "1Qrg8KqiBpW07V7PNxwwwL", 1, 4120554),
     ),
     (
         "kworb/track/0bYg9bo50gSsH3LtXe2SQn.html",
@@ -92,7 +99,7 @@ def test_format_detected_from_content_and_read(
     assert detect_format(path, head) == fmt
     name, frame = read_chart_file(path)
     assert name == fmt
-    assert list(frame.columns) == STREAMS_COLUMNS
+    assert list(frame.columns) == list(STREAMS_COLUMNS)
     assert len(frame) == n_rows
     assert frame["chart_date"].dtype == "datetime64[ns]"
     assert frame["streams"].dtype == "int64" and frame["rank"].dtype == "int64"
@@ -148,14 +155,14 @@ def test_legacy_file_without_region_is_skipped(tmp_path: Path) -> None:
 def test_ingest_all_fixtures_then_reingest_adds_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     report = ingest_charts([FIXTURES], data, progress=False)
-    assert report.files_read == 7
+    assert report.files_read == 8
     assert report.skipped == [
         (str(FIXTURES / "broken/ad/2019-01-04--2019-01-11ad.csv"), report.skipped[0][1])
     ]
     assert "HTML page" in report.skipped[0][1]
-    # 3+4(one bad id)+2+3+3+3+8 rows; the kworb se page repeats the export's se row exactly
+    # 3+4(one bad id)+2+3+3+3+3+8 rows; the kworb se page repeats the export's se row exactly
     assert report.invalid_track_ids == 1
-    assert report.rows_read == 3 + 3 + 2 + 3 + 3 + 3 + 8
+    assert report.rows_read == 3 + 3 + 2 + 3 + 3 + 3 + 3 + 8
     assert report.rows_present == 1 and report.conflicts == 0
     assert report.rows_added == report.rows_read - 1
     streams = pd.read_parquet(data / "streams.parquet")

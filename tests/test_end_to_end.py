@@ -24,15 +24,15 @@ n_folds = 3
 n_trials = 2
 bootstrap = 200
 
-[model_params.lightgbm]
+[models.lightgbm]
 max_estimators = 60
 min_child_samples = 3     # a tiny demo: the default 20 rows per leaf would allow no split
 
-[model_params.mp2.training]
+[models.mp2.training]
 epochs = 3
 patience = 3
 
-[model_params.mp3.training]
+[models.mp3.training]
 epochs = 3
 patience = 3
 """
@@ -68,10 +68,10 @@ def test_every_model_of_both_suites_is_in_the_summary_with_intervals(
     work, stdout = finished_run
     summary = pd.read_csv(work / "results" / "demo" / "summary.csv")
     models = set(summary["model"])
-    assert {"global_mean", "region_mean", "lightgbm", "oracle", "mp2", "mp3"} <= models
+    assert {"global_mean", "region_mean", "lightgbm[essentia]", "oracle", "mp2", "mp3"} <= models
     headline = summary[(summary["metric"] == "spearman") & (summary["target"] == "log1p_sum")]
     scored = headline.dropna(subset=["value"])
-    assert {"lightgbm", "mp2", "mp3"} <= set(scored["model"])
+    assert {"lightgbm[essentia]", "mp2", "mp3"} <= set(scored["model"])
     assert (scored["ci_low"] <= scored["value"]).all() and (
         scored["value"] <= scored["ci_high"]
     ).all()
@@ -113,7 +113,7 @@ def test_mlflow_holds_the_parent_and_a_child_per_model(finished_run: tuple[Path,
         for r in runs
         if r.data.tags.get("mlflow.parentRunId") == first.info.run_id
     }
-    assert {"lightgbm", "mp2", "mp3", "region_mean"} <= children
+    assert {"lightgbm[essentia]", "mp2", "mp3", "region_mean"} <= children
     # MP3's encoder starts from MP2's fine-tuned encoder of the same fold
     mp3_folds = [r for r in runs if r.data.tags.get("model") == "mp3" and "fold" in r.data.tags]
     assert mp3_folds and all(r.data.tags.get("warm_start_from") == "mp2" for r in mp3_folds)

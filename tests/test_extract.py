@@ -20,12 +20,13 @@ from musicpop.benchmark.cli import main as cli_main
 from musicpop.features.audio import load_audio
 from musicpop.features.extract import (
     FALLBACK_TIMESTAMP,
-    _load_result,
+    ExtractionCache,
     cache_key,
-    decode_mel,
+    decoder_parameters,
     extract_features,
     extractor_fingerprint,
 )
+from musicpop.features.feature_sets import ESSENTIA_EXTRACTOR, decode_array
 from musicpop.features.lowlevel import LOWLEVEL_COLUMNS
 from musicpop.features.mel import MelConfig, log_mel, n_frames_for
 
@@ -87,6 +88,9 @@ def tiny_dir(tmp_path: Path) -> Path:
             "track_id": [_track(3), _track(3), _track(1)],
             "rank": [1, 2, 3],
             "streams": np.array([10, 20, 30], dtype=np.int64),
+            "title": "a title",
+            "artist": "someone",
+            "source_file": "charts.csv",
         }
     ).to_parquet(tmp_path / "streams.parquet")
     return tmp_path
@@ -94,11 +98,17 @@ def tiny_dir(tmp_path: Path) -> Path:
 
 def _cached(data_dir: Path, path: str) -> dict:
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    result = _load_result(
-        data_dir / "cache" / "extract", cache_key(digest, extractor_fingerprint())
+    fingerprint = extractor_fingerprint(ESSENTIA_EXTRACTOR, decoder_parameters())
+    cache = ExtractionCache(
+        data_dir / "cache" / "extract" / "essentia_lowlevel", ESSENTIA_EXTRACTOR
     )
+    result = cache.load(cache_key(digest, fingerprint))
     assert result is not None
     return result
+
+
+def _decoded(row: pd.Series) -> np.ndarray:
+    return decode_array(row["array"], row["dtype"], row["shape"])
 
 
 def test_extracts_every_clip_and_a_rerun_extracts_nothing(tiny_dir: Path) -> None:
@@ -110,7 +120,8 @@ def test_extracts_every_clip_and_a_rerun_extracts_nothing(tiny_dir: Path) -> Non
         0,
         0,
     )
-    lowlevel = pd.read_parquet(tiny_dir / "features" / "essentia_lowlevel.parquet")
+    assert report.rows == {"essentia": 3, "mel": 4}
+    lowlevel = pd.read_parquet(tiny_dir / "features" / "essentia.parquet")
     assert list(lowlevel.columns) == ["track_id", "event_timestamp", *LOWLEVEL_COLUMNS]
     assert (lowlevel[list(LOWLEVEL_COLUMNS)].dtypes == np.float64).all()
     assert lowlevel["track_id"].tolist() == [_track(1), _track(2), _track(3)]
@@ -132,39 +143,58 @@ def test_extracts_every_clip_and_a_rerun_extracts_nothing(tiny_dir: Path) -> Non
         "track_id",
         "clip_id",
         "event_timestamp",
-        "mel",
-        "n_mels",
-        "n_frames",
+        "array",
+        "dtype",
+        "shape",
     ]
     assert not mel.duplicated(["track_id", "clip_id"]).any() and len(mel) == 4
     for clip, row in zip(clips.itertuples(), mel.itertuples(), strict=True):
         assert (row.track_id, row.clip_id) == (clip.track_id, clip.clip_id)
-        stored = decode_mel(mel.loc[row.Index])
+        stored = _decoded(mel.loc[row.Index])
         direct = log_mel(load_audio(clip.audio_path, 16_000), MelConfig())
-        assert stored.shape == direct.shape == (128, row.n_frames)
+        assert stored.dtype == np.float16 and stored.shape == direct.shape
         np.testing.assert_allclose(stored.astype(np.float32), direct, atol=2.0**-7)
 
-    info = json.loads((tiny_dir / "features" / "extractor.json").read_text())
+    info = json.loads((tiny_dir / "features" / "essentia.json").read_text())
     import essentia
 
-    assert info["essentia_version"] == essentia.__version__
-    assert info["mel"]["n_mels"] == 128 and info["mel"]["hop_length"] == 160
-    assert info["lowlevel"]["parameters"]["lowLevelFrameSize"] == 2048
-    assert info["lowlevel_columns"] == list(LOWLEVEL_COLUMNS)
+    assert info["fingerprint"]["parameters"]["essentia_version"] == essentia.__version__
+    assert info["fingerprint"]["parameters"]["parameters"]["lowLevelFrameSize"] == 2048
+    assert info["columns"] == list(LOWLEVEL_COLUMNS)
+    mel_info = json.loads((tiny_dir / "features" / "mel.json").read_text())
+    assert mel_info["fingerprint"]["parameters"]["n_mels"] == 128
     errors = pd.read_parquet(tiny_dir / "extract_errors.parquet")
     assert list(errors.columns) == ["path", "error_type", "message"] and errors.empty
 
     again = extract_features(tiny_dir, workers=1, progress=False)
     assert (again.extracted, again.cached) == (0, 4)
     pd.testing.assert_frame_equal(
-        pd.read_parquet(tiny_dir / "features" / "essentia_lowlevel.parquet"), lowlevel
+        pd.read_parquet(tiny_dir / "features" / "essentia.parquet"), lowlevel
     )
     pd.testing.assert_frame_equal(pd.read_parquet(tiny_dir / "features" / "mel.parquet"), mel)
 
-    # other parameters are another cache key
-    other = extract_features(tiny_dir, workers=1, mel_config=MelConfig(n_mels=64), progress=False)
-    assert other.extracted == 4
-    assert set(pd.read_parquet(tiny_dir / "features" / "mel.parquet")["n_mels"]) == {64}
+    # another decoding setting is another cache key: every clip is extracted again
+    other = extract_features(tiny_dir, workers=1, max_seconds=1.5, progress=False)
+    assert (other.extracted, other.cut) == (4, 4)
+    assert "4 clips longer than 1.5 s cut" in other.summary()
+    shorter = pd.read_parquet(tiny_dir / "features" / "mel.parquet")
+    assert all(
+        _decoded(row).shape[1] < _decoded(mel.loc[i]).shape[1] for i, row in shorter.iterrows()
+    )
+
+
+def test_a_damaged_cache_entry_is_recomputed_and_counted(tiny_dir: Path) -> None:
+    extract_features(tiny_dir, workers=1, sets=["essentia"], progress=False)
+    entries = sorted((tiny_dir / "cache" / "extract" / "essentia_lowlevel").glob("*.npz"))
+    assert len(entries) == 4
+    entries[0].write_bytes(entries[0].read_bytes()[:100])  # truncated: not a readable zip
+    before = pd.read_parquet(tiny_dir / "features" / "essentia.parquet")
+    report = extract_features(tiny_dir, workers=1, sets=["essentia"], progress=False)
+    assert (report.extracted, report.recomputed, report.cached) == (1, 1, 3)
+    assert "1 damaged cache entries recomputed" in report.summary()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tiny_dir / "features" / "essentia.parquet"), before
+    )
 
 
 def test_bad_clips_are_listed_and_every_good_one_is_extracted(tmp_path: Path) -> None:
@@ -196,7 +226,7 @@ def test_bad_clips_are_listed_and_every_good_one_is_extracted(tmp_path: Path) ->
     _write_tables(tmp_path, [(_track(i), 0, p) for i, p in enumerate(paths)], release={})
 
     report = extract_features(tmp_path, workers=2, progress=False)
-    assert report.failed == len(bad) and report.mel_rows == 2
+    assert report.failed == len(bad) and report.rows["mel"] == 2
     assert "extract_errors.parquet" in report.summary()
     errors = pd.read_parquet(tmp_path / "extract_errors.parquet")
     assert dict(zip(errors["path"], errors["error_type"], strict=True)) == {
@@ -205,7 +235,7 @@ def test_bad_clips_are_listed_and_every_good_one_is_extracted(tmp_path: Path) ->
     assert all(
         path in message for path, message in zip(errors["path"], errors["message"], strict=True)
     )
-    lowlevel = pd.read_parquet(tmp_path / "features" / "essentia_lowlevel.parquet")
+    lowlevel = pd.read_parquet(tmp_path / "features" / "essentia.parquet")
     assert lowlevel["track_id"].tolist() == [_track(0), _track(len(paths) - 1)]
     # failures are cached too: nothing is decoded again
     assert extract_features(tmp_path, workers=2, progress=False).extracted == 0
@@ -220,7 +250,7 @@ def test_cli_prints_a_summary_and_one_line_errors(
     empty.mkdir()
     assert cli_main(["features", "extract", "--data-dir", str(empty)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and str(empty) in err and "clips.parquet" in err
+    assert "\n" not in err and str(empty) in err and "benchmark ingest audio" in err
 
 
 @pytest.mark.slow
@@ -246,24 +276,24 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path: Path)
     )
     try:
         deadline = time.monotonic() + 120
-        while len(list(cache.glob("*.npz"))) < 3:
+        while len(list(cache.glob("*/*.npz"))) < 6:
             assert proc.poll() is None, "extraction ended before it could be killed"
             assert time.monotonic() < deadline, "no clip finished within 120 s"
             time.sleep(0.02)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole job: the main process and its workers
         proc.wait()
-    done_before = len(list(cache.glob("*.npz")))
+    done_before = len(list(cache.glob("essentia_lowlevel/*.npz")))
     assert 3 <= done_before < 10
     assert not (tmp_path / "features" / "mel.parquet").exists()
 
     report = extract_features(tmp_path, workers=2, progress=False)
     assert report.cached == done_before and report.extracted == 10 - done_before
-    assert report.failed == 0 and not list(cache.glob(".*.tmp"))
+    assert report.failed == 0 and not list(cache.glob("*/.*.tmp"))
     mel = pd.read_parquet(tmp_path / "features" / "mel.parquet")
     assert len(mel) == 10 and not mel.duplicated(["track_id", "clip_id"]).any()
-    assert all(decode_mel(row).shape == (128, row["n_frames"]) for _, row in mel.iterrows())
-    lowlevel = pd.read_parquet(tmp_path / "features" / "essentia_lowlevel.parquet")
+    assert all(_decoded(row).shape[0] == 128 for _, row in mel.iterrows())
+    lowlevel = pd.read_parquet(tmp_path / "features" / "essentia.parquet")
     assert lowlevel["track_id"].tolist() == [_track(i) for i in range(5)]
     assert np.isfinite(lowlevel[list(LOWLEVEL_COLUMNS)].to_numpy()).mean() > 0.9
 
@@ -291,9 +321,10 @@ def test_real_audio_extracts_through_the_pool(shared_data: Path, tmp_path: Path)
     ]
     _write_tables(tmp_path, clips, release={})
     report = extract_features(tmp_path, workers=2, progress=False)
-    assert (report.extracted, report.failed, report.lowlevel_rows, report.mel_rows) == (3, 0, 2, 3)
+    assert (report.extracted, report.failed, report.rows) == (3, 0, {"essentia": 2, "mel": 3})
+    assert report.cut == 1  # the 61 s OGG is cut to the default 60 s
     mel = pd.read_parquet(tmp_path / "features" / "mel.parquet")
-    ogg_frames = n_frames_for(len(load_audio(clips[2][2], 16_000)), MelConfig())
-    assert mel["n_frames"].tolist() == [2998, 2998, ogg_frames]
-    lowlevel = pd.read_parquet(tmp_path / "features" / "essentia_lowlevel.parquet")
+    ogg_frames = n_frames_for(60 * 16_000, MelConfig())
+    assert [shape[1] for shape in mel["shape"]] == [2998, 2998, ogg_frames]
+    lowlevel = pd.read_parquet(tmp_path / "features" / "essentia.parquet")
     assert lowlevel["rhythm.bpm"].between(120, 140).all()

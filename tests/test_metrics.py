@@ -260,7 +260,7 @@ def test_a_fixed_reference_replaces_the_choice_on_test_predictions() -> None:
 
 
 def test_curve_columns_are_in_period_order_past_two_digits() -> None:
-    from musicpop.benchmark.metrics import curve_columns
+    from musicpop.features.targets import curve_columns
 
     names = [f"curve_{h:02d}" for h in range(120)]
     shuffled = sorted(names)  # lexicographic: curve_100 before curve_11

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import torch
@@ -193,13 +194,22 @@ def test_cosine_schedule() -> None:
     assert cosine_with_warmup(100, 10, 100) == pytest.approx(0.0)
 
 
-def test_profiles_match_the_brief() -> None:
-    full = MP2Config.full().encoder
-    assert (full.dim, full.n_layers, full.n_heads, full.stride) == (768, 12, 12, 10)
-    assert MP3Config.full().encoder == full
-    quick = MP2Config.quick().encoder
-    assert quick.dim < 128 and quick.n_layers <= 3
+def test_presets_match_the_brief() -> None:
+    """The quick sizes are the dataclass defaults; the full preset's tables make AST-base."""
+    from musicpop.benchmark.config import load_config
+    from musicpop.models.estimators.deep import with_overrides
 
+    full = load_config("full")
+    mp2 = with_overrides(MP2Config(), full.model_params("mp2")["config"], "mp2").encoder
+    mp3 = with_overrides(MP3Config(), full.model_params("mp3")["config"], "mp3").encoder
+    assert (mp2.dim, mp2.n_layers, mp2.n_heads, mp2.stride) == (768, 12, 12, 10)
+    assert mp3 == mp2
+    quick = MP2Config().encoder
+    assert quick.dim < 128 and quick.n_layers <= 3
+    assert load_config("quick").model_params("mp2") == {}
+
+
+OFF = AugmentConfig(time_mask=0, freq_mask=0, roll=False, different_clip=False)
 
 ALL_AUG = AugmentConfig(
     time_mask=10,
@@ -215,13 +225,13 @@ ALL_AUG = AugmentConfig(
 @pytest.mark.parametrize(
     "cfg",
     [
-        AugmentConfig(time_mask=10),
-        AugmentConfig(freq_mask=4),
-        AugmentConfig(roll=True),
-        AugmentConfig(gain=1.0),
-        AugmentConfig(pitch_shift=2.5),
-        AugmentConfig(timbre_tilt=1.0),
-        AugmentConfig(timbre_eq=0.5),
+        replace(OFF, time_mask=10),
+        replace(OFF, freq_mask=4),
+        replace(OFF, roll=True),
+        replace(OFF, gain=1.0),
+        replace(OFF, pitch_shift=2.5),
+        replace(OFF, timbre_tilt=1.0),
+        replace(OFF, timbre_eq=0.5),
         ALL_AUG,
     ],
 )
@@ -238,10 +248,10 @@ def test_augmentations_keep_shape_change_data_and_are_seeded(cfg: AugmentConfig)
 
 def test_augmentations_off_is_identity_and_roll_keeps_values() -> None:
     x = _x(2, frames=20)
-    torch.testing.assert_close(augment_batch(x, AugmentConfig(), torch.Generator()), x)
-    rolled = augment_batch(x, AugmentConfig(roll=True), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(augment_batch(x, OFF, torch.Generator()), x)
+    rolled = augment_batch(x, replace(OFF, roll=True), torch.Generator().manual_seed(0))
     torch.testing.assert_close(rolled.sort(dim=2).values, x.sort(dim=2).values)
-    gained = augment_batch(x, AugmentConfig(gain=2.0), torch.Generator().manual_seed(0))
+    gained = augment_batch(x, replace(OFF, gain=2.0), torch.Generator().manual_seed(0))
     offset = (gained - x).flatten(1)
     assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-6)
     assert offset.abs().max() <= 2.0
@@ -255,7 +265,7 @@ def test_pitch_shift_moves_energy_along_mel_axis() -> None:
     bins = torch.arange(32, dtype=torch.float32)
     centres = []
     for seed in range(5):
-        y = augment_batch(x, AugmentConfig(pitch_shift=3.0), torch.Generator().manual_seed(seed))
+        y = augment_batch(x, replace(OFF, pitch_shift=3.0), torch.Generator().manual_seed(seed))
         column = y[0, :, 0]
         centres.append(float((bins * column).sum() / column.sum()))
         assert column.sum().item() == pytest.approx(5.0, rel=1e-5)  # energy moved, not lost

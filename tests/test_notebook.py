@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from musicpop.benchmark.perf.store import write_synthetic_tables
+from helpers import write_synthetic_tables
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "feature_retrieval.ipynb"
 
@@ -32,6 +31,6 @@ def test_feature_retrieval_notebook_executes(
 
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     text = "".join(out.get("text", "") for out in outputs)
-    assert "classical_v1" in text and str(data_dir) in text
+    assert "essentia_v1" in text and str(data_dir) in text
     assert any("image/png" in out.get("data", {}) for out in outputs)
     assert (data_dir / "feast" / "online_store.db").is_file()

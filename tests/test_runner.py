@@ -7,25 +7,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SYNTHETIC_SET, synthetic_data, write_catalog, write_synthetic_tables
+from sklearn.base import clone
 
 from musicpop.benchmark.config import BenchmarkConfig, load_config
+from musicpop.benchmark.data import BenchmarkData, load_benchmark_data
 from musicpop.benchmark.metrics import METRICS
-from musicpop.benchmark.models import MODELS
-from musicpop.benchmark.runner import BenchmarkData, Results, run_suite, synthetic_data
-from musicpop.benchmark.suites import SUITES, resolve_suite
+from musicpop.benchmark.registry import MODELS, SUITES, ModelRun, resolve_suite
+from musicpop.benchmark.report import terminal_table
+from musicpop.benchmark.results import Results
+from musicpop.benchmark.runner import run_suite
 from musicpop.features.errors import DataError
 
+pytestmark = pytest.mark.slow
+LIGHTGBM = f"lightgbm[{SYNTHETIC_SET}]"
 
-def small_config(tmp: Path, **overrides) -> BenchmarkConfig:
+
+def small_config(tmp: Path, tracking_uri: str, **overrides) -> BenchmarkConfig:
     settings = {
         "dataset": "synthetic",
         "suite": "classical",
+        "features": SYNTHETIC_SET,
         "n_folds": 3,
         "n_trials": 3,
         "bootstrap": 300,
-        "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+        "tracking_uri": tracking_uri,
         "results_dir": tmp / "results",
-        "model_params": {"lightgbm": {"max_estimators": 100}},
+        "models": {"lightgbm": {"max_estimators": 100}},
     }
     settings.update(overrides)
     return load_config("quick", **settings)
@@ -37,33 +45,40 @@ def signal_data() -> BenchmarkData:
 
 
 @pytest.fixture(scope="module")
-def signal_run(tmp_path_factory: pytest.TempPathFactory, signal_data: BenchmarkData) -> Results:
-    return run_suite(small_config(tmp_path_factory.mktemp("signal")), signal_data)
+def signal_run(
+    tmp_path_factory: pytest.TempPathFactory, signal_data: BenchmarkData, tracking_uri: str
+) -> Results:
+    return run_suite(small_config(tmp_path_factory.mktemp("signal"), tracking_uri), signal_data)
 
 
 def test_lightgbm_beats_region_mean_on_planted_signal(signal_run: Results) -> None:
     r = signal_run
-    assert r.value("lightgbm", "log1p_sum", "spearman") > r.value(
+    assert r.value(LIGHTGBM, "log1p_sum", "spearman") > r.value(
         "region_mean", "log1p_sum", "spearman"
     )
-    assert r.value("lightgbm", "log1p_sum", "spearman", "baseline_diff_ci_low") > 0
-    assert r.value("lightgbm", "log1p_sum", "rmse", "baseline_diff_ci_high") < 0
-    assert r.best_classical == "lightgbm"
+    assert r.value(LIGHTGBM, "log1p_sum", "spearman", "baseline_diff_ci_low") > 0
+    assert r.value(LIGHTGBM, "log1p_sum", "rmse", "baseline_diff_ci_high") < 0
+    assert r.best_classical == LIGHTGBM
     # the oracle knows the noise-free appeal: nothing classical beats it
-    assert r.value("oracle", "log1p_sum", "rmse") < r.value("lightgbm", "log1p_sum", "rmse")
+    assert r.value("oracle", "log1p_sum", "rmse") < r.value(LIGHTGBM, "log1p_sum", "rmse")
+    assert r.models[LIGHTGBM].tuned and not r.models["region_mean"].tuned
 
 
-def test_lightgbm_does_not_beat_region_mean_on_noise(tmp_path: Path) -> None:
+def test_lightgbm_does_not_beat_region_mean_on_noise(tmp_path: Path, tracking_uri: str) -> None:
     import optuna
 
     data = synthetic_data(n_songs=90, n_features=6, signal=False, seed=1)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     config = small_config(
-        tmp_path, suite="region_mean,lightgbm", optuna_storage=storage, inner_folds=2
+        tmp_path,
+        tracking_uri,
+        suite="region_mean,lightgbm",
+        optuna_storage=storage,
+        inner_folds=2,
     )
     r = run_suite(config, data)
-    assert r.value("lightgbm", "log1p_sum", "spearman", "baseline_diff_ci_low") <= 0
-    assert r.value("lightgbm", "log1p_sum", "rmse", "baseline_diff_ci_high") >= 0
+    assert r.value(LIGHTGBM, "log1p_sum", "spearman", "baseline_diff_ci_low") <= 0
+    assert r.value(LIGHTGBM, "log1p_sum", "rmse", "baseline_diff_ci_high") >= 0
     # the studies live in the RDB storage: one per outer fold plus the final model's
     studies = optuna.get_all_study_names(storage)
     assert len(studies) == 4 and all(r.run_id in name for name in studies)
@@ -71,9 +86,9 @@ def test_lightgbm_does_not_beat_region_mean_on_noise(tmp_path: Path) -> None:
 
 
 def test_same_config_twice_gives_identical_metrics(
-    tmp_path: Path, signal_data: BenchmarkData, signal_run: Results
+    tmp_path: Path, signal_data: BenchmarkData, signal_run: Results, tracking_uri: str
 ) -> None:
-    again = run_suite(small_config(tmp_path), signal_data)
+    again = run_suite(small_config(tmp_path, tracking_uri), signal_data)
     pd.testing.assert_frame_equal(again.split, signal_run.split)
     a, b = signal_run.metrics, again.metrics
     assert a[["model", "target", "metric"]].equals(b[["model", "target", "metric"]])
@@ -83,7 +98,7 @@ def test_same_config_twice_gives_identical_metrics(
 
 def test_every_row_is_predicted_out_of_fold_by_every_model(signal_run: Results) -> None:
     n = len(signal_run.split)
-    assert set(signal_run.predictions) == {"global_mean", "region_mean", "lightgbm", "oracle"}
+    assert set(signal_run.predictions) == {"global_mean", "region_mean", LIGHTGBM, "oracle"}
     for pred in signal_run.predictions.values():
         assert len(pred) == n and list(pred.index) == list(range(n))
         np.testing.assert_array_equal(pred["fold"], signal_run.split["test_fold"])
@@ -99,20 +114,21 @@ def test_report_files(signal_run: Results) -> None:
     scalar_metrics = [m for m in METRICS.values() if not m.curve]
     assert len(summary) == 4 * 2 * len(scalar_metrics)  # models x targets x metrics
     md = (out / "summary.md").read_text()
-    assert "git commit" in md and "song-grouped 3-fold" in md and "lightgbm" in md
+    assert "git commit" in md and "song-grouped 3-fold" in md and LIGHTGBM in md
     assert (out / "pred_vs_true_log1p_sum.png").stat().st_size > 1000
     assert (out / "region_spearman_log1p_debut.png").is_file()
-    assert (out / "feature_importance_lightgbm.png").is_file()
+    assert (out / f"feature_importance_lightgbm_{SYNTHETIC_SET}.png").is_file()
+    assert "<table" in (out / "report.html").read_text()
     pd.testing.assert_frame_equal(pd.read_csv(out / "split.csv"), signal_run.split)
-    table = signal_run.table()
+    table = terminal_table(signal_run)
     assert "region_mean" in table and "spearman" in table and "[" in table
 
 
-def test_temporal_split_run(tmp_path: Path, signal_data: BenchmarkData) -> None:
-    r = run_suite(
-        small_config(tmp_path, suite="global_mean,region_mean", split="temporal", bootstrap=50),
-        signal_data,
+def test_temporal_split_run(tmp_path: Path, signal_data: BenchmarkData, tracking_uri: str) -> None:
+    config = small_config(
+        tmp_path, tracking_uri, suite="global_mean,region_mean", split="temporal", bootstrap=50
     )
+    r = run_suite(config, signal_data)
     tested = r.split["test_fold"] == 0
     assert 0 < tested.sum() < len(r.split)
     assert set(r.predictions["region_mean"].index) == set(np.flatnonzero(tested))
@@ -124,10 +140,12 @@ def test_registered_models_follow_the_estimator_contract(
     name: str, signal_data: BenchmarkData
 ) -> None:
     spec = MODELS[name]
-    X, y = signal_data.inputs(spec), signal_data.outputs(spec)
-    resources = {"appeal": signal_data.appeal()}
-    params = {"n_estimators": 20} if name == "lightgbm" else {}
-    est = spec.build(params, resources, {"seed": 0, "num_threads": 1})
+    run = ModelRun(spec, SYNTHETIC_SET if spec.estimator.inputs else None)
+    X, y = signal_data.X(run), signal_data.y(run)
+    est = spec.estimator()
+    if name == "lightgbm":
+        est.set_params(n_estimators=20, num_threads=1)
+    assert clone(est).get_params() == est.get_params()  # scikit-learn's contract holds
     assert not [k for k in vars(est) if k.endswith("_")]  # __init__ only stores parameters
     assert est.fit(X.iloc[:200], y.iloc[:200]) is est
     pred = est.predict(X.iloc[200:])
@@ -137,14 +155,26 @@ def test_registered_models_follow_the_estimator_contract(
 
 
 def test_suites_and_config() -> None:
-    assert resolve_suite("all") == SUITES["classical"] + SUITES["deep"]
-    assert resolve_suite("lightgbm, region_mean,lightgbm") == ["lightgbm", "region_mean"]
+    names = [run.name for run in resolve_suite("all")]
+    assert names == [
+        "global_mean",
+        "region_mean",
+        "lightgbm[essentia]",
+        "oracle",
+        "mp2",
+        "mp3",
+    ]
+    runs = resolve_suite("lightgbm, region_mean,lightgbm[mel],lightgbm", features="musicnn")
+    assert [r.name for r in runs] == ["lightgbm[musicnn]", "region_mean", "lightgbm[mel]"]
     with pytest.raises(DataError, match="unknown suite or model 'nope'"):
         resolve_suite("nope")
+    with pytest.raises(DataError, match="reads no feature set"):
+        resolve_suite("region_mean[essentia]")
     for suite in SUITES.values():
-        assert set(suite) <= set(MODELS)
+        assert {entry.split("[")[0] for entry in suite} <= set(MODELS)
     quick, full = load_config("quick"), load_config("full")
     assert quick.n_trials < full.n_trials and quick.bootstrap < full.bootstrap
+    assert full.models["mp2"]["config"]["encoder"]["dim"] == 768
     assert quick.tracking_uri == "sqlite:///mlflow.db" and quick.optuna_storage is None
     assert quick.config_hash() == load_config("quick", results_dir="elsewhere").config_hash()
     assert quick.config_hash() != load_config("quick", seed=1).config_hash()
@@ -152,10 +182,13 @@ def test_suites_and_config() -> None:
 
 def test_user_config_overrides_profile(tmp_path: Path) -> None:
     user = tmp_path / "mine.toml"
-    user.write_text('n_trials = 2\nsplit = "temporal"\n[model_params.lightgbm]\nnum_leaves = 7\n')
+    user.write_text(
+        'n_trials = 2\nsplit = "temporal"\n[models.lightgbm]\nnum_leaves = 7\nfeatures = "mel"\n'
+    )
     config = load_config("quick", user, seed=4)
     assert (config.n_trials, config.split, config.seed) == (2, "temporal", 4)
-    assert config.model_params["lightgbm"] == {"max_estimators": 200, "num_leaves": 7}
+    assert config.model_params("lightgbm") == {"max_estimators": 200, "num_leaves": 7}
+    assert [r.name for r in config.model_runs()][2] == "lightgbm[mel]"
     user.write_text("n_trails = 2\n")
     with pytest.raises(DataError, match=r"mine.toml: unknown setting\(s\) n_trails"):
         load_config("quick", user)
@@ -163,41 +196,37 @@ def test_user_config_overrides_profile(tmp_path: Path) -> None:
         load_config("quick", split="random")
 
 
-def test_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
-    from musicpop.benchmark.runner import load_training_data
-
+def test_missing_data_dir_is_a_clear_error(tmp_path: Path, tracking_uri: str) -> None:
+    config = small_config(tmp_path, tracking_uri, data_dir=tmp_path / "nothing")
     with pytest.raises(DataError, match=r"popularity.parquet: not found"):
-        load_training_data(small_config(tmp_path, data_dir=tmp_path / "nothing"))
+        load_benchmark_data(config, config.model_runs())
 
 
-def test_training_data_comes_through_the_feast_service(tmp_path: Path) -> None:
-    """The real path: popularity entity rows -> Feast ``classical_v1`` -> the training frame."""
-    from musicpop.benchmark.perf.store import write_synthetic_tables
-    from musicpop.benchmark.runner import load_training_data
+def test_inputs_come_through_the_feast_service(tmp_path: Path, tracking_uri: str) -> None:
+    """The real path: popularity entity rows -> Feast ``essentia_v1`` -> the model inputs."""
     from musicpop.features import store
 
     data_dir = tmp_path / "data"
     ids = write_synthetic_tables(data_dir, tracks=16, regions=2, features=4, clips=1, seed=0)
-    # tracks 2k and 2k+1 are versions of one song
-    pd.DataFrame(
-        {"track_id": ids, "song_id": [f"song{i // 2}" for i in range(len(ids))]}
-    ).to_parquet(data_dir / "catalog.parquet")
+    write_catalog(data_dir, ids, versions=2)  # tracks 2k and 2k+1 are versions of one song
     store.apply(data_dir)
-    data = load_training_data(small_config(tmp_path, data_dir=data_dir, dataset="feast"))
+    config = small_config(tmp_path, tracking_uri, data_dir=data_dir, dataset="feast", features=None)
+    runs = resolve_suite("lightgbm,mp2")
+    data = load_benchmark_data(config, runs)
 
     popularity = pd.read_parquet(data_dir / "popularity.parquet")
     weekly = popularity[popularity.period == "weekly"].set_index(["track_id", "region"])
     assert len(data.frame) == len(weekly) == 32
-    assert data.feature_columns == [
+    X = data.X(runs[0])
+    assert [c for c in X.columns if c.startswith("lowlevel")] == [
         f"lowlevel.descriptor_{j // 2}.{s}" for j, s in enumerate(["mean", "stdev"] * 2)
     ]
-    assert "sum" not in data.feature_columns  # the service's targets are never inputs
-    lowlevel = pd.read_parquet(data_dir / "features" / "essentia_lowlevel.parquet").set_index(
-        "track_id"
-    )
+    assert "sum" not in X.columns  # services serve inputs only
+    assert data.feature_service(runs[0]) == "essentia_v1"
+    essentia = pd.read_parquet(data_dir / "features" / "essentia.parquet").set_index("track_id")
     row = data.frame.iloc[5]
-    assert row["lowlevel.descriptor_1.mean"] == pytest.approx(
-        lowlevel.loc[row.track_id, "lowlevel.descriptor_1.mean"]
+    assert X.iloc[5]["lowlevel.descriptor_1.mean"] == pytest.approx(
+        essentia.loc[row.track_id, "lowlevel.descriptor_1.mean"]
     )
     assert row["log1p_sum"] == pytest.approx(
         np.log1p(weekly.loc[(row.track_id, row.region), "sum"])
@@ -206,4 +235,7 @@ def test_training_data_comes_through_the_feast_service(tmp_path: Path) -> None:
     assert [c for c in data.frame.columns if c.startswith("curve_")] == [
         f"curve_{h:02d}" for h in range(8)
     ]
+    # the deep model's spectrograms come through the mel service's references
+    clips = data.X(runs[1])["clips"]
+    assert clips.map(len).eq(1).all() and clips.iloc[0][0].shape == (8, 10)
     assert data.ground_truth is None and len(data.fingerprint) == 64

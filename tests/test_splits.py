@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import synthetic_data
 
-from musicpop.benchmark.runner import synthetic_data
 from musicpop.benchmark.splits import (
     GROUPINGS,
     SongGroupKFold,

@@ -149,7 +149,7 @@ def test_build_targets_writes_list_column(tmp_path: Path) -> None:
     assert arrow.schema.field("curve").type == pa.list_(pa.float64())
     assert arrow.schema.field("event_timestamp").type == pa.timestamp("ns", tz="UTC")
     assert {len(c) for c in arrow.column("curve").to_pylist()} == {3}
-    assert arrow.schema.metadata[b"null_policy"] == b"floor"
+    assert pq.read_metadata(tmp_path / "popularity.parquet").metadata[b"null_policy"] == b"floor"
     assert len(table) == arrow.num_rows == 4
     assert not list(tmp_path.glob(".*tmp"))
     with pytest.raises(DataError, match="not found"):

@@ -11,15 +11,21 @@ import pytest
 import torch
 
 from musicpop.benchmark.perf.training import main as throughput_main
-from musicpop.benchmark.training import MP2Estimator, MP3Estimator, TrainingConfig, covering_crops
 from musicpop.features.errors import DataError
 from musicpop.models.augment import AugmentConfig
 from musicpop.models.blocks import EncoderConfig
+from musicpop.models.estimators.deep import (
+    MP2Estimator,
+    MP3Estimator,
+    TrainingConfig,
+    covering_crops,
+)
 from musicpop.models.mp2 import MP2Config
 from musicpop.models.mp3 import MP3Config
 
 N_MELS = 32
 ENC = EncoderConfig(n_mels=N_MELS, n_frames=48, dim=32, n_layers=1, n_heads=2)
+OFF = AugmentConfig(time_mask=0, freq_mask=0, roll=False, different_clip=False)
 
 
 def train_cfg(epochs: int, **kw: float) -> TrainingConfig:
@@ -52,11 +58,14 @@ def make_tracks(
 
 
 def rows(spectrograms: dict, regions: list[str]) -> pd.DataFrame:
+    """One row per (track, region); ``clips`` holds the track's arrays, as the runner gives them."""
     tracks = list(spectrograms)
-    return pd.DataFrame(
+    X = pd.DataFrame(
         [(t, f"song_{t}", r) for t in tracks for r in regions],
         columns=["track_id", "song_id", "region"],
     )
+    X["clips"] = X["track_id"].map(spectrograms)
+    return X
 
 
 def test_mp2_overfits_16_clips() -> None:
@@ -68,12 +77,11 @@ def test_mp2_overfits_16_clips() -> None:
     X = rows(spectrograms, ["us"])
     y = pd.DataFrame({"log1p_sum": rng.normal(12, 2, 16), "log1p_debut": rng.normal(9, 1, 16)})
     est = MP2Estimator(
-        MP2Config(encoder=ENC),
-        spectrograms,
-        ["us"],
+        config=MP2Config(encoder=ENC),
+        regions=["us"],
         seed=0,
         training=train_cfg(60, lr=5e-3),
-        augment=AugmentConfig(),
+        augment=OFF,
         progress=False,
     ).fit(X, y)
     first, last = est.history_[0]["train_loss"], est.history_[-1]["train_loss"]
@@ -91,11 +99,10 @@ def test_mp2_region_changes_prediction_for_same_audio(conditioning: str) -> None
     a_row = np.repeat(a, 2)
     y = pd.DataFrame({"log1p_sum": 10 + 2 * sign * a_row, "log1p_debut": 8 + sign * a_row})
     est = MP2Estimator(
-        MP2Config(encoder=ENC, conditioning=conditioning),  # type: ignore[arg-type]
-        spectrograms,
-        ["us", "gb"],
+        config=MP2Config(encoder=ENC, conditioning=conditioning),  # type: ignore[arg-type]
+        regions=["us", "gb"],
         training=train_cfg(25),
-        augment=AugmentConfig(roll=True),
+        augment=AugmentConfig(time_mask=0, freq_mask=0, roll=True, different_clip=False),
         progress=False,
     ).fit(X, y)
     pred = est.predict(X)
@@ -127,11 +134,10 @@ def test_mp3_learns_curve_shape_from_planted_attribute() -> None:
     y = pd.DataFrame(observed, columns=[f"curve_{i:02d}" for i in range(H)])
     train = X["track_id"].isin(list(spectrograms)[:36]).to_numpy()
     est = MP3Estimator(
-        MP3Config(encoder=ENC, n_decoder_layers=1, decoder_heads=2),
-        spectrograms,
-        ["us", "gb"],
+        config=MP3Config(encoder=ENC, n_decoder_layers=1, decoder_heads=2),
+        regions=["us", "gb"],
         training=train_cfg(30),
-        augment=AugmentConfig(roll=True),
+        augment=AugmentConfig(time_mask=0, freq_mask=0, roll=True, different_clip=False),
         progress=False,
     ).fit(X[train].reset_index(drop=True), y[train].reset_index(drop=True))
     test_X = X[~train]
@@ -175,7 +181,6 @@ def test_interrupted_fit_resumes_from_checkpoint(tmp_path: Path) -> None:
     y = pd.DataFrame({"log1p_sum": 10 + a, "log1p_debut": 8 - a})
     kw = {
         "config": MP2Config(encoder=ENC),
-        "spectrograms": spectrograms,
         "regions": ["us"],
         "seed": 3,
         "training": train_cfg(4),
@@ -192,11 +197,11 @@ def test_interrupted_fit_resumes_from_checkpoint(tmp_path: Path) -> None:
     for got, want in zip(resumed.history_, reference.history_, strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
     pd.testing.assert_frame_equal(resumed.predict(X), reference.predict(X), rtol=1e-5)
-    # pickles carry the learned state, not the spectrograms
+    # the estimator holds parameters and learned state, never data: it pickles small
     loaded = pickle.loads(pickle.dumps(resumed))
-    assert loaded.spectrograms is None and resumed.spectrograms is spectrograms
-    loaded.spectrograms = spectrograms
+    assert "clips" not in vars(loaded)
     pd.testing.assert_frame_equal(loaded.predict(X), reference.predict(X), rtol=1e-5)
+    assert (tmp_path / "checkpoint.pt").stat().st_size < 5_000_000
     # a finished checkpoint is reused as is; another setting starts afresh with a warning
     again = Recorder(**kw, checkpoint_dir=tmp_path).fit(X, y)
     assert not hasattr(again, "epochs_run") and again.history_ == resumed.history_
@@ -211,11 +216,10 @@ def test_variable_clip_lengths_and_validation_split() -> None:
     y = pd.DataFrame({"log1p_sum": np.arange(len(X), dtype=float), "log1p_debut": 1.0})
     y.loc[0, "log1p_debut"] = 2.0
     est = MP2Estimator(
-        MP2Config(encoder=ENC),
-        spectrograms,
-        ["us", "gb", "fr"],
+        config=MP2Config(encoder=ENC),
+        regions=["us", "gb", "fr"],
         training=train_cfg(2, val_fraction=0.3),
-        augment=AugmentConfig.quick(),
+        augment=AugmentConfig(),
         progress=False,
     )
     X["song_id"] = [f"s{i % 6}" for i in range(len(X) // 2) for _ in range(2)]  # 11 tracks
@@ -229,23 +233,21 @@ def test_variable_clip_lengths_and_validation_split() -> None:
     assert np.isfinite(fr.to_numpy()).all()
 
 
-def test_settings_may_be_tables_over_the_profile() -> None:
-    """The runner passes TOML tables: they override the profile's dataclasses field by field."""
+def test_settings_may_be_tables_over_the_defaults() -> None:
+    """The runner passes TOML tables: they override the dataclasses' defaults field by field."""
     spectrograms, a = make_tracks(4, seed=8)
     X = rows(spectrograms, ["us"])
     y = pd.DataFrame({"log1p_sum": a, "log1p_debut": a})
     tiny = {"n_mels": 8, "n_frames": 48, "dim": 16, "n_layers": 1, "n_heads": 2}
     est = MP2Estimator(
-        {"conditioning": "token", "encoder": tiny},
-        spectrograms,
+        config={"conditioning": "token", "encoder": tiny},
         training={"epochs": 2, "batch_size": 4, "cpu_threads": 1},
         augment={"roll": False},
         progress=False,
     ).fit(X, y)
     assert est.config_.conditioning == "token" and est.config_.encoder.dim == 16
     assert est.config_.encoder.n_mels == N_MELS  # always taken from the data
-    quick = TrainingConfig.quick()
-    assert est.config_.encoder.stride == 16 and est.training_.lr == quick.lr  # profile defaults
+    assert est.config_.encoder.stride == 16 and est.training_.lr == TrainingConfig().lr
     assert not est.augment_.roll and est.augment_.different_clip
     assert len(est.history_) == 2 and est.regions_ == ["us"]
 
@@ -265,25 +267,25 @@ def test_bad_input_gives_one_clear_error() -> None:
     X = rows(spectrograms, ["us"])
     y = pd.DataFrame({"log1p_sum": [1.0, 2.0, 3.0], "log1p_debut": [1.0, 2.0, 3.0]})
     est = MP2Estimator(
-        MP2Config(encoder=ENC), spectrograms, ["us"], training=train_cfg(1), progress=False
+        config=MP2Config(encoder=ENC), regions=["us"], training=train_cfg(1), progress=False
     )
-    with pytest.raises(DataError, match="no log-mel spectrogram"):
-        est.fit(X.assign(track_id="nope"), y)
-    with pytest.raises(DataError, match="lacks target"):
-        est.fit(X, y[["log1p_sum"]])
+    with pytest.raises(DataError, match="no clip arrays"):
+        est.fit(X.assign(clips=None), y)
+    with pytest.raises(DataError, match="no scalar target"):
+        est.fit(X, y[[]])
     with pytest.raises(DataError, match="not in the model's region list"):
         est.fit(X.assign(region="jp"), y)
     est.fit(X, y)
     with pytest.raises(DataError, match="not in the model's region list"):
         est.predict(X.assign(region="jp"))
     with pytest.raises(DataError, match="same n_mels"):
-        bad = {**spectrograms, "t6_000": [np.zeros((N_MELS + 1, 60), "f4")]}
-        MP2Estimator(MP2Config(encoder=ENC), bad, ["us"], training=train_cfg(1)).fit(X, y)
+        bad = rows({**spectrograms, "t6_000": [np.zeros((N_MELS + 1, 60), "f4")]}, ["us"])
+        MP2Estimator(config=MP2Config(encoder=ENC), training=train_cfg(1)).fit(bad, y)
     with pytest.raises(DataError, match="unknown setting"):
-        MP2Estimator({"encoder": {"width": 3}}, spectrograms, ["us"]).fit(X, y)
+        MP2Estimator(config={"encoder": {"width": 3}}, regions=["us"]).fit(X, y)
     with pytest.raises(DataError, match="curve_00"):
         MP3Estimator(
-            MP3Config(encoder=ENC), spectrograms, ["us"], training=train_cfg(1), progress=False
+            config=MP3Config(encoder=ENC), regions=["us"], training=train_cfg(1), progress=False
         ).fit(X, y)
 
 
@@ -292,12 +294,12 @@ def test_mp3_starts_from_mp2_encoder() -> None:
     X = rows(spectrograms, ["us"])
     y2 = pd.DataFrame({"log1p_sum": a, "log1p_debut": a})
     mp2 = MP2Estimator(
-        MP2Config(encoder=ENC), spectrograms, ["us"], training=train_cfg(1), progress=False
+        config=MP2Config(encoder=ENC), regions=["us"], training=train_cfg(1), progress=False
     ).fit(X, y2)
     y3 = pd.DataFrame(curves_for(a, np.zeros(6), 4), columns=[f"curve_{i:02d}" for i in range(4)])
-    common = {"spectrograms": spectrograms, "regions": ["us"], "progress": False}
+    common = {"regions": ["us"], "progress": False}
     mp3 = MP3Estimator(
-        MP3Config(encoder=ENC),
+        config=MP3Config(encoder=ENC),
         training=train_cfg(1, lr=0.0),
         encoder_state_dict=mp2.encoder_state_dict_,
         **common,  # type: ignore[arg-type]
@@ -306,7 +308,7 @@ def test_mp3_starts_from_mp2_encoder() -> None:
     for k, v in mp2.encoder_state_dict_.items():  # lr 0: the encoder is still MP2's
         np.testing.assert_allclose(mp3.encoder_state_dict_[k].numpy(), v.numpy(), atol=1e-6)
     off = MP3Estimator(
-        MP3Config(encoder=ENC, init_from_mp2=False),
+        config=MP3Config(encoder=ENC, init_from_mp2=False),
         training=train_cfg(1),
         encoder_state_dict=mp2.encoder_state_dict_,
         **common,  # type: ignore[arg-type]

@@ -2,8 +2,8 @@
 
 Builds a synthetic data dir (default 2,000 tracks x 5 regions, 64 low-level features) in a
 temporary folder, applies and materializes the store, then times ``get_online_features`` on the
-``essentia_lowlevel`` view with one reused ``FeatureStore`` and ``get_historical_features`` of
-``classical_v1`` for 10,000 entity rows. Run: ``python -m musicpop.benchmark.perf store``.
+``essentia`` view with one reused ``FeatureStore`` and ``get_historical_features`` of its
+service ``essentia_v1`` for 10,000 entity rows. Run: ``python -m musicpop.benchmark.perf store``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ...features.targets import POPULARITY_COLUMNS, RANK_METRICS
+from ...features.feature_sets import get_feature_set
+from ...features.layout import DataLayout
 
 REGIONS = ("us", "gb", "de", "jp", "br", "mx", "se", "tw", "fr", "au", "ar", "global")
 _BASE62 = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
 
 
-def synthetic_track_ids(n: int, rng: np.random.Generator) -> list[str]:
+def _track_ids(n: int, rng: np.random.Generator) -> list[str]:
     """``n`` distinct random 22-character base62 track ids."""
     ids: dict[str, None] = {}
     while len(ids) < n:
@@ -34,97 +35,43 @@ def synthetic_track_ids(n: int, rng: np.random.Generator) -> list[str]:
     return list(ids)[:n]
 
 
-def write_synthetic_tables(
-    data_dir: Path,
-    tracks: int = 2000,
-    regions: int = 5,
-    features: int = 64,
-    clips: int = 2,
-    n_mels: int = 8,
-    n_frames: int = 10,
-    horizon: int = 8,
-    seed: int = 0,
+def build_store_tables(
+    data_dir: Path, tracks: int, regions: int, features: int, seed: int
 ) -> list[str]:
-    """Write contract-conformant feature and popularity tables with random values.
+    """A data dir at the requested size: one tabular feature set and weekly popularity rows.
 
-    Writes ``features/essentia_lowlevel.parquet``, ``features/mel.parquet`` and
-    ``popularity.parquet`` (weekly and daily rows) under ``data_dir``. Track ``i`` is released on
-    2020-01-01 + i days; its targets become known ``horizon`` weeks later.
-
-    Parameters
-    ----------
-    data_dir : Path
-        Output folder (created).
-    tracks, regions, features, clips : int
-        Table sizes: tracks, regions per track, low-level columns, clips per track.
-    n_mels, n_frames : int
-        Spectrogram shape.
-    horizon : int
-        Curve length.
-    seed : int
-        Random seed.
+    Values are random (only sizes matter here): ``tracks`` x ``features`` floats in the
+    ``essentia`` table (track ``i`` released 2020-01-01 + i days) and ``tracks`` x ``regions``
+    popularity rows with an 8-week curve.
 
     Returns
     -------
     list[str]
-        The track ids, in release order.
+        The track ids.
     """
+    layout = DataLayout(data_dir)
     rng = np.random.default_rng(seed)
-    ids = synthetic_track_ids(tracks, rng)
+    ids = _track_ids(tracks, rng)
     release = pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.arange(tracks), unit="D")
-    (data_dir / "features").mkdir(parents=True, exist_ok=True)
-
-    names = [
-        f"lowlevel.descriptor_{j // 2}.{'mean' if j % 2 == 0 else 'stdev'}" for j in range(features)
-    ]
-    lowlevel = pd.DataFrame(rng.normal(size=(tracks, features)), columns=names)
-    lowlevel.insert(0, "event_timestamp", release)
-    lowlevel.insert(0, "track_id", ids)
-    lowlevel.to_parquet(data_dir / "features" / "essentia_lowlevel.parquet", index=False)
-
-    mel_values = rng.normal(size=(tracks, clips, n_mels, n_frames)).astype(np.float16)
-    pd.DataFrame(
+    columns = {f"lowlevel.descriptor_{j}.mean": rng.normal(size=tracks) for j in range(features)}
+    table = pd.DataFrame({"track_id": ids, "event_timestamp": release, **columns})
+    get_feature_set("essentia").table(layout).write(table)
+    n = tracks * regions
+    curve = rng.lognormal(10.0, 1.0, size=(n, 8))
+    debut = np.repeat(release, regions)
+    popularity = pd.DataFrame(
         {
-            "track_id": np.repeat(ids, clips),
-            "clip_id": np.tile(np.arange(clips), tracks),
-            "event_timestamp": np.repeat(release, clips),
-            "mel": [m.tobytes() for m in mel_values.reshape(tracks * clips, n_mels, n_frames)],
-            "n_mels": n_mels,
-            "n_frames": n_frames,
+            "track_id": np.repeat(ids, regions),
+            "region": np.tile(REGIONS[:regions], tracks),
+            "period": "weekly",
+            "debut_date": debut.date,
+            "event_timestamp": debut + pd.Timedelta(weeks=8),
+            "curve": list(curve),
+            "sum": curve.sum(axis=1),
+            "debut": curve[:, 0],
         }
-    ).to_parquet(data_dir / "features" / "mel.parquet", index=False)
-
-    parts = []
-    for period, step in (("weekly", "7D"), ("daily", "1D")):
-        n = tracks * regions
-        debut = np.repeat(release, regions)
-        curve = rng.lognormal(10.0, 1.0, size=(n, horizon))
-        ranks = rng.integers(1, 201, size=(n, horizon)).astype(float)
-        frame = pd.DataFrame(
-            {
-                "track_id": np.repeat(ids, regions),
-                "region": np.tile(REGIONS[:regions], tracks),
-                "period": period,
-                "debut_date": debut.date,
-                "event_timestamp": debut + horizon * pd.Timedelta(step),
-                "curve": list(curve),
-                "sum": curve.sum(axis=1),
-                "sum_floor": curve.sum(axis=1),
-                "debut": curve[:, 0],
-                "peak": curve.max(axis=1),
-                "peak_rank": ranks.min(axis=1).astype(np.int64),
-                "debut_rank": ranks[:, 0].astype(np.int64),
-                "periods_on_chart": np.full(n, horizon, dtype=np.int64),
-            }
-        )
-        for name in RANK_METRICS:
-            frame[name] = rng.normal(size=n)
-        frame["left_censored"] = False
-        frame["complete_horizon"] = True
-        frame["reentry"] = False
-        frame["charted"] = True
-        parts.append(frame[POPULARITY_COLUMNS])
-    pd.concat(parts, ignore_index=True).to_parquet(data_dir / "popularity.parquet", index=False)
+    )
+    layout.popularity.write(popularity)
     return ids
 
 
@@ -162,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="musicpop-store-perf-") as tmp:
         data_dir = Path(tmp)
         t0 = time.perf_counter()
-        ids = write_synthetic_tables(
-            data_dir, args.tracks, args.regions, args.features, seed=args.seed
-        )
+        ids = build_store_tables(data_dir, args.tracks, args.regions, args.features, args.seed)
         store.apply(data_dir)
         t_apply = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -172,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         t_mat = time.perf_counter() - t0
 
         fs = store.feature_store(data_dir)
-        service = fs.get_feature_service("classical_v1")
-        lowlevel = fs.get_feature_view("essentia_lowlevel")
-        refs = [f"essentia_lowlevel:{f.name}" for f in lowlevel.features]
+        service_name = get_feature_set("essentia").service
+        service = fs.get_feature_service(service_name)
+        view = fs.get_feature_view("essentia")
+        refs = [f"essentia:{f.name}" for f in view.features]
         print(
             f"machine: {_cpu_model()}, {os.cpu_count()} cores, load average "
             f"{os.getloadavg()[0]:.1f}; {platform.system()} python {platform.python_version()}"
@@ -184,12 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             f"features; write+apply {t_apply:.1f} s, materialize {t_mat:.1f} s"
         )
         for n_rows in (1, 100):
-            for label, features in (("lowlevel refs", refs), ("classical_v1", service)):
-                if label == "classical_v1":
-                    # the service also reads the popularity view, keyed by (track, region)
-                    make = lambda picks: [{"track_id": ids[i], "region": "us"} for i in picks]  # noqa: E731
-                else:
-                    make = lambda picks: [{"track_id": ids[i]} for i in picks]  # noqa: E731
+            for label, features in (("feature refs", refs), (service_name, service)):
+                make = lambda picks: [{"track_id": ids[i]} for i in picks]  # noqa: E731
                 fs.get_online_features(features=features, entity_rows=make([0])).to_dict()
                 times = []
                 for _ in tqdm(
@@ -213,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         t0 = time.perf_counter()
-        frame = store.training_frame(data_dir, "classical_v1", entity_rows)
+        frame = store.training_frame(data_dir, service_name, entity_rows)
         t_off = time.perf_counter() - t0
         print(
-            f"offline {args.offline_rows:,} entity rows, classical_v1 "
+            f"offline {args.offline_rows:,} entity rows, {service_name} "
             f"({frame.shape[1]} columns): {t_off:.2f} s"
         )
     return 0

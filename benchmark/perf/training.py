@@ -1,8 +1,8 @@
 """Training throughput of MP2 and MP3: samples/s for one forward + backward + AdamW step.
 
 ``python -m musicpop.benchmark.perf train [--sizes quick,full] [--devices cpu,cuda] [--threads N]``
-times synthetic log-mel batches (128 mel bins, the profile's crop length) at the ``quick`` and
-``full`` model sizes, on CPU and, when one is present, on CUDA (bfloat16 autocast there, as in
+times synthetic log-mel batches (128 mel bins, the preset's crop length) at the model sizes of
+the ``quick`` and ``full`` presets, on CPU and, when one is present, on CUDA (bfloat16 autocast there, as in
 training). On CPU the full size runs a few steps at batch 2, which is enough for a rate.
 """
 
@@ -16,8 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ...models.estimators.deep import with_overrides
 from ...models.mp2 import MP2, MP2Config
 from ...models.mp3 import MP3, MP3Config
+from ..config import load_config
 
 N_REGIONS = 12
 HORIZON = 26
@@ -36,8 +38,11 @@ def cases(sizes: list[str]) -> list[Case]:
     """The variants timed: MP2 (joint, token, concatenated positions) and MP3, per size."""
     out = []
     for size in sizes:
-        mp2: MP2Config = getattr(MP2Config, size)(n_regions=N_REGIONS)
-        mp3: MP3Config = getattr(MP3Config, size)(n_regions=N_REGIONS, horizon=HORIZON)
+        preset = load_config(size)
+        mp2 = with_overrides(MP2Config(), preset.model_params("mp2").get("config"), "mp2")
+        mp3 = with_overrides(MP3Config(), preset.model_params("mp3").get("config"), "mp3")
+        mp2.n_regions = mp3.n_regions = N_REGIONS
+        mp3.horizon = HORIZON
         token = dataclasses.replace(mp2, conditioning="token")
         concat = dataclasses.replace(
             mp2, encoder=dataclasses.replace(mp2.encoder, pos_mode="concat")

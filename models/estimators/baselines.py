@@ -1,9 +1,7 @@
 """Reference models: the global mean, the per-region mean, and the ground-truth oracle.
 
-All three follow the estimator contract of ``docs/architecture.md``: ``__init__`` stores parameters,
-``fit(X, y) -> self`` learns attributes ending in ``_``, ``predict(X)`` returns a frame with
-``index = X.index`` and one column per target column seen in ``fit``. They work for any target
-columns, scalar or curve (NaN targets are ignored when averaging).
+All three follow the estimator contract of :mod:`models.estimators.base`. They work for any
+target columns, scalar or curve (NaN targets are ignored when averaging).
 """
 
 from __future__ import annotations
@@ -11,19 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .base import APPEAL_COLUMN, BenchmarkEstimator
+
 
 def _column_means(y: pd.DataFrame) -> pd.Series:
     """Mean of each column ignoring NaN; 0.0 for a column with no observed value."""
     return y.mean(axis=0, skipna=True).fillna(0.0).astype(float)
 
 
-class GlobalMean:
-    """Predicts the training mean of every target column for every row.
+class GlobalMean(BenchmarkEstimator):
+    """Predicts the training mean of every target column for every row (no parameters)."""
 
-    Parameters
-    ----------
-    None. The class takes no hyper-parameters.
-    """
+    predicts_curve = True
 
     def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> GlobalMean:
         """Learn the per-column training means.
@@ -63,11 +60,13 @@ class GlobalMean:
         return pd.DataFrame(values.copy(), index=X.index, columns=self.columns_)
 
 
-class RegionMean:
+class RegionMean(BenchmarkEstimator):
     """Predicts the training mean of each target column within the row's region.
 
     A region absent from training gets the global training mean.
     """
+
+    predicts_curve = True
 
     def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> RegionMean:
         """Learn per-region and global target means.
@@ -110,28 +109,18 @@ class RegionMean:
         return pd.DataFrame(table.to_numpy(), index=X.index, columns=self.columns_)
 
 
-class Oracle:
-    """Ground-truth reference: a 1-D linear calibration of the dataset's noise-free appeal.
+class Oracle(BenchmarkEstimator):
+    """The demo's noise-free appeal, calibrated: a 1-D least-squares line per target.
 
-    The demo generator knows each (song, region) pair's noise-free appeal (on the log1p-sum scale).
-    The oracle fits ``y = a + b * appeal`` per target column on the training rows and predicts with
-    it, which bounds what any audio model can reach on that dataset.
-
-    Parameters
-    ----------
-    appeal : pd.Series
-        Noise-free appeal indexed by a two-level MultiIndex whose level names are columns of ``X``:
-        ``(track_id, region)`` or ``(song_id, region)``. This is data given at construction (like
-        a deep model's spectrograms), not learned state.
+    The demo generator knows each (song, region) pair's noise-free appeal on the log1p-sum scale.
+    The oracle fits ``y = a + b * appeal`` per target column on the training rows, pooled over
+    regions, and predicts with it. It is a reference, not a bound: it is what a model that knew
+    the generator's hidden appeal (and nothing else) would score after a pooled linear
+    calibration; a per-region calibration, or knowing the generator's version offsets, can do
+    better on some targets.
     """
 
-    def __init__(self, appeal: pd.Series) -> None:
-        self.appeal = appeal
-
-    def _lookup(self, X: pd.DataFrame) -> np.ndarray:
-        names = [n or ("song_id", "region")[i] for i, n in enumerate(self.appeal.index.names)]
-        keys = pd.MultiIndex.from_arrays([X[n].astype(str).to_numpy() for n in names])
-        return self.appeal.reindex(keys).to_numpy(dtype=float)
+    needs_appeal = True
 
     def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> Oracle:
         """Fit one least-squares line per target column on the rows with a known appeal.
@@ -139,7 +128,7 @@ class Oracle:
         Parameters
         ----------
         X : pd.DataFrame
-            Inputs with ``song_id`` and ``region``.
+            Inputs with the ``appeal`` column.
         y : pd.DataFrame
             Target columns, aligned with ``X``.
 
@@ -148,7 +137,7 @@ class Oracle:
         Oracle
             ``self``.
         """
-        a = self._lookup(X)
+        a = X[APPEAL_COLUMN].to_numpy(dtype=float)
         self.columns_ = list(y.columns)
         coefs = []
         for column in self.columns_:
@@ -169,14 +158,14 @@ class Oracle:
         Parameters
         ----------
         X : pd.DataFrame
-            Rows with ``song_id`` and ``region``.
+            Rows with the ``appeal`` column.
 
         Returns
         -------
         pd.DataFrame
             ``index = X.index``, the target columns.
         """
-        a = self._lookup(X)[:, None]  # (N, 1)
+        a = X[APPEAL_COLUMN].to_numpy(dtype=float)[:, None]  # (N, 1)
         preds = self.coef_[None, :, 0] + self.coef_[None, :, 1] * a  # (N, T)
         preds = np.where(np.isfinite(preds), preds, self.fallback_[None, :])
         return pd.DataFrame(preds, index=X.index, columns=self.columns_)

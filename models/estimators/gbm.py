@@ -1,16 +1,16 @@
 """LightGBM regressor under the estimator contract, and its Optuna search space.
 
-One LightGBM booster per target column; ``region`` is a categorical feature; the audio features are
-every other numeric column of ``X`` (identifier columns are dropped). Training is deterministic for a
-fixed ``seed`` (``deterministic=True``, ``force_row_wise=True``, fixed thread count). Pure code: no
-file or network I/O.
+One LightGBM booster per target column; ``region`` is a categorical feature; the features are
+every other numeric column of ``X`` (identifier columns are dropped), so it runs on any tabular
+feature set. Training is deterministic for a fixed ``seed`` (``deterministic=True``,
+``force_row_wise=True``, fixed thread count). No file or network I/O.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 # OpenMP threads that spin while waiting make LightGBM 10x slower on a busy machine (more runnable
 # threads than cores); passive waiting costs nothing when the machine is idle. Must precede import.
@@ -20,25 +20,20 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-NON_FEATURE_COLUMNS = ("track_id", "song_id", "clip_id", "event_timestamp", "debut_date")
+from .base import CLIPS_COLUMN, BenchmarkEstimator, Trial
+
+NON_FEATURE_COLUMNS = (
+    "track_id",
+    "song_id",
+    "clip_id",
+    "event_timestamp",
+    "debut_date",
+    CLIPS_COLUMN,
+)
 """Columns of ``X`` that are identifiers or times, never model inputs."""
 
 REPORT_STEP_STRIDE = 100_000
 """Intermediate-value steps: ``target_index * REPORT_STEP_STRIDE + iteration``."""
-
-
-class Trial(Protocol):
-    """The part of ``optuna.trial.Trial`` the search space uses."""
-
-    def suggest_int(
-        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
-    ) -> int:
-        """Suggest an integer."""
-        ...
-
-    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
-        """Suggest a float."""
-        ...
 
 
 def lightgbm_search_space(trial: Trial, fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -75,7 +70,7 @@ def lightgbm_search_space(trial: Trial, fixed: Mapping[str, Any] | None = None) 
     return params
 
 
-class LightGBMRegressor:
+class LightGBMRegressor(BenchmarkEstimator):
     """One LightGBM booster per target column, with ``region`` as a categorical feature.
 
     Parameters
@@ -105,6 +100,12 @@ class LightGBMRegressor:
         Columns treated as categorical.
     """
 
+    inputs = "tabular"
+    reports_progress = True
+    logs_model = "lightgbm"
+    search_settings = ("max_estimators",)
+    runtime = ("seed", "num_threads")
+
     def __init__(
         self,
         n_estimators: int = 200,
@@ -131,19 +132,10 @@ class LightGBMRegressor:
         self.num_threads = num_threads
         self.categorical = categorical
 
-    def get_params(self) -> dict[str, Any]:
-        """Return the constructor parameters.
-
-        Returns
-        -------
-        dict[str, Any]
-            Parameter name to value.
-        """
-        names = (
-            "n_estimators learning_rate num_leaves min_child_samples feature_fraction "
-            "bagging_fraction lambda_l2 max_bin seed num_threads categorical"
-        ).split()
-        return {name: getattr(self, name) for name in names}
+    @classmethod
+    def search_space(cls, trial: Trial, fixed: Mapping[str, Any]) -> dict[str, Any]:
+        """The benchmark's LightGBM search space (:func:`lightgbm_search_space`)."""
+        return lightgbm_search_space(trial, fixed)
 
     def _booster_params(self) -> dict[str, Any]:
         return {

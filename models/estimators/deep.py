@@ -1,8 +1,9 @@
-"""Training and prediction for the spectrogram transformers behind the estimator contract.
+"""The spectrogram transformers behind the estimator contract, and their training loop.
 
-``MP2Estimator`` and ``MP3Estimator`` follow docs/architecture.md: ``__init__`` stores
-parameters (the spectrograms are data, given at construction), ``fit(X, y) -> self`` learns,
-``predict(X) -> DataFrame`` with ``index = X.index``. Training: standardised targets, random
+``MP2Estimator`` and ``MP3Estimator`` follow :mod:`models.estimators.base`: ``__init__`` stores
+parameters, ``fit(X, y) -> self`` learns from the clip arrays in ``X["clips"]`` (the model's
+feature set, served through Feast), ``predict(X) -> DataFrame`` with ``index = X.index``.
+Training: standardised targets, random
 fixed-length crops (another clip of the track each epoch when asked), augmentations, AdamW with
 warm-up and cosine decay, early stopping on songs held out from the training rows, a checkpoint
 each epoch (an interrupted fit resumes), mixed precision and DataLoader workers on CUDA only.
@@ -32,14 +33,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..features.errors import DataError
-from ..models.augment import AugmentConfig, augment_batch
-from ..models.blocks import cosine_with_warmup
-from ..models.mp2 import MP2, MP2Config
-from ..models.mp3 import MP3, MP3Config
-from .metrics import curve_columns
+from ...features.errors import DataError
+from ...features.targets import curve_columns, curve_statistics
+from ..augment import AugmentConfig, augment_batch
+from ..blocks import cosine_with_warmup
+from ..mp2 import MP2, MP2Config
+from ..mp3 import MP3, MP3Config
+from .base import CLIPS_COLUMN, ID_COLUMNS, BenchmarkEstimator, Trial
 
-PROFILES = ("quick", "full")
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -72,37 +73,18 @@ class TrainingConfig:
         machine 1 thread can be many times faster than 2 that spin-wait on each other.
     """
 
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 16
     eval_batch_size: int = 32
-    lr: float = 3e-4
+    lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0
-    patience: int = 10
+    patience: int = 20
     val_fraction: float = 0.15
     num_workers: int = 4
     amp: bool = True
     cpu_threads: int = 0
-
-    @classmethod
-    def quick(cls) -> TrainingConfig:
-        """Under a minute per fit on the demo on 2 CPU cores (batch 16, lr 1e-3, all cores).
-
-        The tiny quick encoder wants a higher learning rate than AST fine-tuning, and the small
-        validation part of the demo (~15 songs) is noisy, hence the longer patience. On two
-        folds of the demo, lr 1e-3 with patience 20 gave Spearman 0.59 / 0.57 for log1p sum
-        against 0.22 / 0.39 with lr 3e-4 and patience 10 (region mean: 0.52 / 0.41).
-        torch uses every core: on an otherwise idle 2-core machine 8 epochs of MP2 took 4.3 s
-        with 2 threads against 7.9 s with 1 (set ``cpu_threads = 1`` on a busy shared machine,
-        where two threads can wait on each other).
-        """
-        return cls(cpu_threads=0, lr=1e-3, patience=20, epochs=60)
-
-    @classmethod
-    def full(cls) -> TrainingConfig:
-        """AST fine-tuning scale for a GPU: lr 1e-4, batch 24, 2 warm-up epochs, torch threads."""
-        return cls(batch_size=24, lr=1e-4, warmup_epochs=2.0)
 
 
 def with_overrides(base: Any, overrides: Any, what: str) -> Any:
@@ -111,7 +93,7 @@ def with_overrides(base: Any, overrides: Any, what: str) -> Any:
     Parameters
     ----------
     base : dataclass instance
-        The profile default.
+        The defaults.
     overrides : Mapping, dataclass instance or None
         A dataclass is returned as is (copied); a mapping, e.g. a TOML table, replaces the fields
         it names; None returns a copy of ``base``.
@@ -174,6 +156,20 @@ def covering_crops(clip: np.ndarray, length: int) -> list[np.ndarray]:
     return [clip[:, s : s + length] for s in starts]
 
 
+def _input_stats(tracks: Sequence[Sequence[np.ndarray]]) -> tuple[float, float]:
+    """Mean and std of all values of the training tracks' clips (in track order)."""
+    total = count = sq = 0.0
+    for clips in tracks:
+        for clip in clips:
+            c = np.asarray(clip, dtype=np.float64)
+            total += c.sum()
+            sq += np.square(c).sum()
+            count += c.size
+    mean = total / count
+    std = math.sqrt(max(sq / count - mean * mean, 1e-12))
+    return float(mean), float(std)
+
+
 class CropDataset(Dataset):
     """Crops of the training units: ``(x (M, L) float32, region index, target)``.
 
@@ -221,67 +217,72 @@ class CropDataset(Dataset):
 # --- estimators -----------------------------------------------------------------------------
 
 
-class SpectrogramEstimator:
+class SpectrogramEstimator(BenchmarkEstimator):
     """Shared fit/predict of the spectrogram transformers (subclasses: MP2, MP3).
 
     Parameters
     ----------
-    config : MP2Config or MP3Config or Mapping, optional
-        Model hyper-parameters; default ``<Config>.quick()`` / ``.full()`` after ``profile``.
-        A mapping (e.g. a TOML table, ``{"encoder": {"dim": 64}}``) overrides the profile's.
-        ``n_regions``, ``encoder.n_mels`` (and MP3's ``horizon``) are set from the data.
-    spectrograms : Mapping[str, list[np.ndarray]]
-        Log-mel clips ``(n_mels, n_frames)`` per track_id (every track in ``fit`` and ``predict``).
+    config : Mapping or MP2Config or MP3Config, optional
+        Model hyper-parameters overriding the config dataclass's defaults (a mapping, e.g. a TOML
+        table ``{"encoder": {"dim": 64}}``, or a dataclass). ``n_regions``, ``encoder.n_mels``
+        (and MP3's ``horizon``) are set from the data.
+    training : Mapping or TrainingConfig, optional
+        Optimisation settings overriding :class:`TrainingConfig`'s defaults.
+    augment : Mapping or AugmentConfig, optional
+        Augmentations overriding :class:`~models.augment.AugmentConfig`'s defaults.
     regions : list of str, optional
         The region vocabulary; default: the regions seen in ``fit``.
-    profile : {"quick", "full"}
-        Default model, training and augmentation settings.
     seed : int
         Seeds the validation split, crops, augmentations, initialisation and dropout.
     checkpoint_dir : Path, optional
         Where a checkpoint is written each epoch; a fit finding a matching one resumes from it.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-    training : TrainingConfig or Mapping, optional
-        Optimisation settings; default ``TrainingConfig.<profile>()`` (a mapping overrides it).
-    augment : AugmentConfig or Mapping, optional
-        Augmentations; default ``AugmentConfig.<profile>()`` (a mapping overrides it).
     progress : bool
         Show a tqdm bar over epochs.
     """
 
+    inputs = "clips"
+    exposes_encoder = True
+    checkpoints = True
+    logs_model = "pytorch"
+    runtime = ("seed", "regions", "progress")
     family: ClassVar[str] = ""
 
     def __init__(
         self,
         config: Any = None,
-        spectrograms: Mapping[str, Sequence[np.ndarray]] | None = None,
+        training: Any = None,
+        augment: Any = None,
         regions: Sequence[str] | None = None,
-        profile: str = "quick",
         seed: int = 0,
         checkpoint_dir: Path | None = None,
         device: str = "auto",
-        training: TrainingConfig | None = None,
-        augment: AugmentConfig | None = None,
         progress: bool = True,
     ) -> None:
         self.config = config
-        self.spectrograms = spectrograms
+        self.training = training
+        self.augment = augment
         self.regions = regions
-        self.profile = profile
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.device = device
-        self.training = training
-        self.augment = augment
         self.progress = progress
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle without the spectrograms: they are data, not learned state (set them again
-        on the loaded estimator, e.g. ``est.spectrograms = load_mels(...)``, to predict)."""
-        state = self.__dict__.copy()
-        state["spectrograms"] = None
-        return state
+    @classmethod
+    def search_space(cls, trial: Trial, fixed: Mapping[str, Any]) -> dict[str, Any]:
+        """Optimiser settings searched for every spectrogram model (same budget as LightGBM).
+
+        Searched: peak learning rate, weight decay and encoder dropout; everything in ``fixed``
+        (a table of the configuration) is kept as given and merged over the sample.
+        """
+        training = {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-3, 0.3, log=True),
+        }
+        config = {"encoder": {"dropout": trial.suggest_float("dropout", 0.0, 0.3)}}
+        params: dict[str, Any] = {"training": training, "config": config}
+        return _merge_params(params, fixed)
 
     # -- hooks for subclasses --
 
@@ -308,31 +309,33 @@ class SpectrogramEstimator:
 
     # -- checks --
 
-    def _check_X(self, X: pd.DataFrame, what: str) -> None:
-        missing = [c for c in ("track_id", "song_id", "region") if c not in X.columns]
+    def _clips(self, X: pd.DataFrame, what: str) -> dict[str, Sequence[np.ndarray]]:
+        """Each track's clip arrays from ``X["clips"]``, checked."""
+        missing = [c for c in (*ID_COLUMNS, CLIPS_COLUMN) if c not in X.columns]
         if missing:
             raise DataError(f"{type(self).__name__}.{what}: X lacks column(s) {missing}")
-        if self.spectrograms is None:
-            raise DataError(f"{type(self).__name__}: no spectrograms were given")
-        absent = sorted(set(X["track_id"]) - set(self.spectrograms))
+        first = X.drop_duplicates("track_id")
+        spectrograms = dict(zip(first["track_id"], first[CLIPS_COLUMN], strict=True))
+        absent = sorted(t for t, clips in spectrograms.items() if clips is None)
         if absent:
             raise DataError(
-                f"{type(self).__name__}.{what}: no log-mel spectrogram for {len(absent)} "
-                f"track(s), e.g. {absent[:5]} (run `benchmark extract` first)"
+                f"{type(self).__name__}.{what}: no clip arrays for {len(absent)} "
+                f"track(s), e.g. {absent[:5]} (run `benchmark features extract` first)"
             )
-        empty = [t for t in set(X["track_id"]) if len(self.spectrograms[t]) == 0]
+        empty = [t for t, clips in spectrograms.items() if len(clips) == 0]
         if empty:
             raise DataError(f"{type(self).__name__}.{what}: track(s) without clips: {empty[:5]}")
         shapes = {
             np.shape(c)[:1] if np.ndim(c) == 2 else np.shape(c)
-            for t in set(X["track_id"])
-            for c in self.spectrograms[t]
+            for clips in spectrograms.values()
+            for c in clips
         }
         if len(shapes) != 1 or len(next(iter(shapes))) != 1:
             raise DataError(
                 f"{type(self).__name__}.{what}: spectrograms must all be (n_mels, n_frames) "
                 f"arrays with the same n_mels; found leading shapes {sorted(shapes)[:5]}"
             )
+        return spectrograms
 
     def _region_indices(self, regions: pd.Series) -> np.ndarray:
         unknown = sorted(set(regions) - set(self.region_index_))
@@ -356,7 +359,8 @@ class SpectrogramEstimator:
         Parameters
         ----------
         X : pd.DataFrame
-            ``track_id``, ``song_id``, ``region`` per row.
+            ``track_id``, ``song_id``, ``region`` and ``clips`` (the track's clip arrays,
+            ``(n_mels, n_frames)`` each) per row.
         y : pd.DataFrame
             Target columns (same index as ``X``); NaN marks unobserved curve periods.
 
@@ -366,9 +370,7 @@ class SpectrogramEstimator:
             ``self``, with ``model_``, ``history_``, ``encoder_state_dict_`` and the
             standardisation statistics set.
         """
-        if self.profile not in PROFILES:
-            raise ValueError(f"profile must be one of {PROFILES}, not {self.profile!r}")
-        self._check_X(X, "fit")
+        spectrograms = self._clips(X, "fit")
         if len(X) == 0:
             raise DataError(f"{type(self).__name__}.fit: no training rows")
         if not y.index.equals(X.index):
@@ -387,7 +389,7 @@ class SpectrogramEstimator:
         self.target_mean_, self.target_std_ = mean, std
         z = ((targets - mean) / std).astype(np.float32)  # NaN stays NaN
 
-        first = np.asarray(self.spectrograms[X["track_id"].iloc[0]][0])
+        first = np.asarray(spectrograms[X["track_id"].iloc[0]][0])
         name = type(self).__name__
         self.config_ = self._resolve_config(
             with_overrides(self._default_config(), self.config, f"{name} config"), y
@@ -395,10 +397,10 @@ class SpectrogramEstimator:
         self.config_.n_regions = len(self.regions_)
         self.config_.encoder = dataclasses.replace(self.config_.encoder, n_mels=first.shape[0])
         self.training_ = self._training_config()
-        self.augment_ = with_overrides(
-            getattr(AugmentConfig, self.profile)(), self.augment, f"{name} augment"
+        self.augment_ = with_overrides(AugmentConfig(), self.augment, f"{name} augment")
+        self.input_mean_, self.input_std_ = _input_stats(
+            [spectrograms[t] for t in sorted(set(X["track_id"]))]
         )
-        self.input_mean_, self.input_std_ = self._input_stats(sorted(set(X["track_id"])))
 
         device = self._resolve_device()
         torch.manual_seed(self.seed)
@@ -429,16 +431,15 @@ class SpectrogramEstimator:
         train_units, val_units = units(~is_val), units(is_val)
         length = self.config_.encoder.n_frames
         train_set = CropDataset(
-            train_units, self.spectrograms, length, self.seed, True, self.augment_.different_clip
+            train_units, spectrograms, length, self.seed, True, self.augment_.different_clip
         )
-        val_set = CropDataset(val_units, self.spectrograms, length, self.seed, False, False)
+        val_set = CropDataset(val_units, spectrograms, length, self.seed, False, False)
         with self._threads():
             self._train(model, train_set, val_set, device, shares, self._fingerprint(X, z))
         return self
 
     def _training_config(self) -> TrainingConfig:
-        default = getattr(TrainingConfig, self.profile)()
-        return with_overrides(default, self.training, f"{type(self).__name__} training")
+        return with_overrides(TrainingConfig(), self.training, f"{type(self).__name__} training")
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
@@ -451,19 +452,6 @@ class SpectrogramEstimator:
             yield
         finally:
             torch.set_num_threads(before)
-
-    def _input_stats(self, track_ids: list[str]) -> tuple[float, float]:
-        """Mean and std of all log-mel values of the training tracks' clips."""
-        total = count = sq = 0.0
-        for t in track_ids:
-            for clip in self.spectrograms[t]:
-                c = np.asarray(clip, dtype=np.float64)
-                total += c.sum()
-                sq += np.square(c).sum()
-                count += c.size
-        mean = total / count
-        std = math.sqrt(max(sq / count - mean * mean, 1e-12))
-        return float(mean), float(std)
 
     def _fingerprint(self, X: pd.DataFrame, z: np.ndarray) -> str:
         h = hashlib.sha256()
@@ -513,7 +501,7 @@ class SpectrogramEstimator:
         }
         path = Path(self.checkpoint_dir) / CHECKPOINT_NAME if self.checkpoint_dir else None
         if path is not None and path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=False)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
             if saved.get("fingerprint") == fingerprint:
                 model.load_state_dict(saved["model"])
                 optimizer.load_state_dict(saved["optimizer"])
@@ -669,29 +657,29 @@ class SpectrogramEstimator:
         Parameters
         ----------
         X : pd.DataFrame
-            ``track_id``, ``song_id``, ``region`` per row.
+            ``track_id``, ``song_id``, ``region`` and ``clips`` per row.
 
         Returns
         -------
         pd.DataFrame
             Index ``X.index``; the fitted target columns in their original units (plus, for
-            MP3, ``log1p_sum`` and ``log1p_debut`` derived from the predicted curve).
+            MP3, the scalar targets derived from the predicted curve).
         """
         if not hasattr(self, "model_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
-        self._check_X(X, "predict")
+        spectrograms = self._clips(X, "predict")
         regions = self._region_indices(X["region"])
         tracks = X["track_id"].to_numpy()
         with self._threads(), self._inference():
             if self.model_.shares_encoder:
                 unique = sorted(set(tracks))
-                means = self._mean_over_crops([(t, None) for t in unique])  # (U, R, ...)
+                means = self._mean_over_crops(spectrograms, [(t, None) for t in unique])
                 track_pos = {t: i for i, t in enumerate(unique)}
                 rows = np.array([track_pos[t] for t in tracks], dtype=np.int64)
                 out = means[rows, regions]  # (N, ...)
             else:
                 pairs = sorted(set(zip(tracks, regions.tolist(), strict=True)))
-                means = self._mean_over_crops(pairs)  # (U, ...)
+                means = self._mean_over_crops(spectrograms, pairs)  # (U, ...)
                 pair_pos = {p: i for i, p in enumerate(pairs)}
                 keys = zip(tracks, regions.tolist(), strict=True)
                 out = means[np.array([pair_pos[p] for p in keys], dtype=np.int64)]  # (N, ...)
@@ -707,8 +695,15 @@ class SpectrogramEstimator:
         finally:
             self.model_.train(was_training)
 
-    def _mean_over_crops(self, items: list[tuple[str, int | None]]) -> np.ndarray:
-        """Mean standardised prediction over all covering crops of each item's clips."""
+    def _mean_over_crops(
+        self,
+        spectrograms: Mapping[str, Sequence[np.ndarray]],
+        items: list[tuple[str, int | None]],
+    ) -> np.ndarray:
+        """Mean standardised prediction over all covering crops of each item's clips.
+
+        Returns (U, R, ...) for items without a region (every region at once), else (U, ...).
+        """
         length = self.config_.encoder.n_frames
         batch = self.training_.eval_batch_size
         device = self.device_
@@ -717,7 +712,7 @@ class SpectrogramEstimator:
 
         def crops() -> Iterator[tuple[int, np.ndarray]]:
             for i, (t, _) in enumerate(items):
-                for clip in self.spectrograms[t]:
+                for clip in spectrograms[t]:
                     for c in covering_crops(np.asarray(clip), length):
                         yield i, c
 
@@ -756,22 +751,24 @@ class MP2Estimator(SpectrogramEstimator):
     ``target_mean_``/``target_std_``, ``input_mean_``/``input_std_``, ``regions_``.
     """
 
-    TARGETS: ClassVar[tuple[str, ...]] = ("log1p_sum", "log1p_debut")
     family: ClassVar[str] = "MP2"
 
     def _default_config(self) -> MP2Config:
-        return getattr(MP2Config, self.profile)()
+        return MP2Config()
 
     def _resolve_config(self, config: MP2Config, y: pd.DataFrame) -> MP2Config:
-        return copy.deepcopy(config)
+        config = copy.deepcopy(config)
+        config.n_targets = len(self._target_columns(y))
+        return config
 
     def _target_columns(self, y: pd.DataFrame) -> list[str]:
-        missing = [c for c in self.TARGETS if c not in y.columns]
-        if missing:
-            raise DataError(f"MP2Estimator.fit: y lacks target column(s) {missing}")
-        if y[list(self.TARGETS)].isna().any().any():
-            raise DataError("MP2Estimator.fit: y has missing log1p_sum/log1p_debut values")
-        return list(self.TARGETS)
+        curves = set(curve_columns(y.columns))
+        columns = [c for c in y.columns if c not in curves]
+        if not columns:
+            raise DataError("MP2Estimator.fit: y has no scalar target column")
+        if y[columns].isna().any().any():
+            raise DataError(f"MP2Estimator.fit: y has missing values in {columns}")
+        return columns
 
     def _build_model(self, config: MP2Config) -> nn.Module:
         return MP2(config)
@@ -794,29 +791,26 @@ class MP3Estimator(SpectrogramEstimator):
     """
 
     family: ClassVar[str] = "MP3"
+    predicts_curve = True
+    accepts_encoder = True
 
     def __init__(
         self,
-        config: MP3Config | None = None,
-        spectrograms: Mapping[str, Sequence[np.ndarray]] | None = None,
+        config: Any = None,
+        training: Any = None,
+        augment: Any = None,
         regions: Sequence[str] | None = None,
-        profile: str = "quick",
         seed: int = 0,
         checkpoint_dir: Path | None = None,
         device: str = "auto",
-        training: TrainingConfig | None = None,
-        augment: AugmentConfig | None = None,
         progress: bool = True,
         encoder_state_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
-        super().__init__(
-            config, spectrograms, regions, profile, seed, checkpoint_dir, device, training,
-            augment, progress,
-        )  # fmt: skip
+        super().__init__(config, training, augment, regions, seed, checkpoint_dir, device, progress)
         self.encoder_state_dict = encoder_state_dict
 
     def _default_config(self) -> MP3Config:
-        return getattr(MP3Config, self.profile)()
+        return MP3Config()
 
     def _resolve_config(self, config: MP3Config, y: pd.DataFrame) -> MP3Config:
         config = copy.deepcopy(config)
@@ -851,14 +845,6 @@ class MP3Estimator(SpectrogramEstimator):
     def _format(self, preds: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
         curve = preds[..., 0] * self.target_std_ + self.target_mean_  # (N, H) log1p
         frame = pd.DataFrame(curve, index=X.index, columns=self.target_columns_)
-        try:
-            from ..features.targets import curve_statistics
-        except ImportError:
-            warnings.warn(
-                "features.targets.curve_statistics is unavailable: MP3 predicts curves only",
-                stacklevel=3,
-            )
-            return frame
         streams = np.expm1(np.clip(curve, 0.0, None))  # (N, H)
         charted = None
         if self.config_.presence_weight > 0:
@@ -873,3 +859,14 @@ class MP3Estimator(SpectrogramEstimator):
         frame["log1p_sum"] = np.log1p(np.asarray(stats["sum"], dtype=np.float64))
         frame["log1p_debut"] = np.log1p(np.asarray(stats["debut"], dtype=np.float64))
         return frame
+
+
+def _merge_params(sampled: dict[str, Any], fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """``sampled`` with ``fixed`` merged over it (tables merged key by key, recursively)."""
+    out = copy.deepcopy(sampled)
+    for key, value in fixed.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge_params(dict(out[key]), value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,183 @@
+"""Test data the tests build themselves: an in-memory benchmark dataset and a tiny data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from musicpop.benchmark.data import BenchmarkData, FeatureInputs
+from musicpop.features.feature_sets import CLIP_SCHEMA, encode_array, get_feature_set
+from musicpop.features.layout import DataLayout
+from musicpop.features.targets import POPULARITY_COLUMNS, RANK_METRICS
+
+REGIONS = ("us", "gb", "de", "jp", "br", "mx", "se", "tw", "fr", "au", "ar", "global")
+SYNTHETIC_SET = "synthetic"
+_BASE62 = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
+
+
+def track_ids(n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` distinct random 22-character base62 track ids."""
+    ids: dict[str, None] = {}
+    while len(ids) < n:
+        for row in rng.integers(0, 62, size=(n, 22)):
+            ids["".join(_BASE62[row])] = None
+    return list(ids)[:n]
+
+
+def synthetic_data(
+    n_songs: int = 120,
+    regions: tuple[str, ...] = ("us", "gb", "de", "jp"),
+    n_features: int = 8,
+    signal: bool = True,
+    noise: float = 0.5,
+    seed: int = 0,
+) -> BenchmarkData:
+    """A small in-memory dataset where the target is a known function of one feature.
+
+    Each song has one or two versions (tracks with near-identical features); each track charts
+    in a random non-empty subset of regions. ``log1p_sum = 8 + region offset + 1.5 * f0 + noise``
+    when ``signal`` (else the feature term is left out); ``log1p_debut`` follows it with extra
+    noise. The tabular feature set is called ``synthetic``; the ground truth holds the
+    noise-free appeal.
+    """
+    rng = np.random.default_rng(seed)
+    song_feats = rng.normal(size=(n_songs, n_features))
+    offsets = dict(zip(regions, np.linspace(-1.0, 1.0, len(regions)), strict=True))
+    start = np.datetime64("2020-01-03")
+    rows, features, truth = [], [], {}
+    for s in range(n_songs):
+        song = f"song{s:04d}"
+        debut = start + np.timedelta64(int(rng.integers(0, 700)), "D")
+        for v in range(int(rng.integers(1, 3))):
+            feats = song_feats[s] + (0.05 * rng.normal(size=n_features) if v else 0.0)
+            chosen = [r for r in regions if rng.random() < 0.6] or [regions[0]]
+            for region in chosen:
+                appeal = 8.0 + offsets[region] + (1.5 * song_feats[s, 0] if signal else 0.0)
+                truth[(song, region)] = appeal
+                value = appeal + noise * rng.normal()
+                rows.append(
+                    {
+                        "track_id": f"{song}v{v}",
+                        "song_id": song,
+                        "region": region,
+                        "debut_date": debut + np.timedelta64(7 * v, "D"),
+                        "log1p_sum": value,
+                        "log1p_debut": 0.8 * value + 0.3 * noise * rng.normal(),
+                    }
+                )
+                features.append({f"lowlevel.f{j}": feats[j] for j in range(n_features)})
+    ground_truth = pd.DataFrame(
+        [(s, r, a) for (s, r), a in truth.items()], columns=["song_id", "region", "appeal"]
+    )
+    inputs = FeatureInputs(SYNTHETIC_SET, "tabular", "in memory", columns=pd.DataFrame(features))
+    return BenchmarkData(
+        frame=pd.DataFrame(rows),
+        inputs={SYNTHETIC_SET: inputs},
+        name="synthetic",
+        ground_truth=ground_truth,
+    )
+
+
+def write_synthetic_tables(
+    data_dir: Path,
+    tracks: int = 12,
+    regions: int = 2,
+    features: int = 4,
+    clips: int = 2,
+    n_mels: int = 8,
+    n_frames: int = 10,
+    horizon: int = 8,
+    seed: int = 0,
+) -> list[str]:
+    """A data dir with random values in the contract: essentia and mel tables, popularity.
+
+    Track ``i`` is released on 2020-01-01 + i days; its targets become known ``horizon``
+    periods later; it has weekly and daily popularity rows in the first ``regions`` regions.
+
+    Returns
+    -------
+    list[str]
+        The track ids, in release order.
+    """
+    layout = DataLayout(data_dir)
+    rng = np.random.default_rng(seed)
+    ids = track_ids(tracks, rng)
+    release = pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.arange(tracks), unit="D")
+
+    names = [
+        f"lowlevel.descriptor_{j // 2}.{'mean' if j % 2 == 0 else 'stdev'}" for j in range(features)
+    ]
+    essentia = pd.DataFrame(rng.normal(size=(tracks, features)), columns=names)
+    essentia.insert(0, "event_timestamp", release)
+    essentia.insert(0, "track_id", ids)
+    get_feature_set("essentia").table(layout).write(essentia)
+
+    arrays = rng.normal(size=(tracks * clips, n_mels, n_frames))
+    encoded = [encode_array(a, "float16") for a in arrays]
+    mel = pd.DataFrame(
+        {
+            "track_id": np.repeat(ids, clips),
+            "clip_id": np.tile(np.arange(clips), tracks),
+            "event_timestamp": np.repeat(release, clips),
+            "array": [blob for blob, _, _ in encoded],
+            "dtype": [dtype for _, dtype, _ in encoded],
+            "shape": [shape for _, _, shape in encoded],
+        }
+    )
+    get_feature_set("mel").table(layout).write(mel.pipe(_with_schema))
+
+    parts = []
+    for period, step in (("weekly", "7D"), ("daily", "1D")):
+        n = tracks * regions
+        debut = np.repeat(release, regions)
+        curve = rng.lognormal(10.0, 1.0, size=(n, horizon))
+        ranks = rng.integers(1, 201, size=(n, horizon)).astype(float)
+        frame = pd.DataFrame(
+            {
+                "track_id": np.repeat(ids, regions),
+                "region": np.tile(REGIONS[:regions], tracks),
+                "period": period,
+                "debut_date": debut.tz_localize(None).astype("datetime64[ns]"),
+                "event_timestamp": debut + horizon * pd.Timedelta(step),
+                "curve": list(curve),
+                "sum": curve.sum(axis=1),
+                "sum_floor": curve.sum(axis=1),
+                "debut": curve[:, 0],
+                "peak": curve.max(axis=1),
+                "peak_rank": ranks.min(axis=1).astype(np.int64),
+                "debut_rank": ranks[:, 0].astype(np.int64),
+                "periods_on_chart": np.full(n, horizon, dtype=np.int64),
+            }
+        )
+        for name in RANK_METRICS:
+            frame[name] = rng.normal(size=n)
+        frame["left_censored"] = False
+        frame["complete_horizon"] = True
+        frame["reentry"] = False
+        frame["charted"] = True
+        parts.append(frame[POPULARITY_COLUMNS])
+    layout.popularity.write(pd.concat(parts, ignore_index=True))
+    return ids
+
+
+def _with_schema(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, schema=CLIP_SCHEMA, preserve_index=False)
+
+
+def write_catalog(data_dir: Path, ids: list[str], versions: int = 1) -> None:
+    """A catalog for ``ids``: every ``versions`` consecutive tracks are versions of one song."""
+    catalog = pd.DataFrame(
+        {
+            "track_id": ids,
+            "song_id": [f"song{i // versions}" for i in range(len(ids))],
+            "title": [f"title {i // versions}" for i in range(len(ids))],
+            "artist": "someone",
+            "audio_path": None,
+            "release_date": pd.NaT,
+        }
+    ).astype({"audio_path": object, "release_date": "datetime64[ns]"})
+    DataLayout(data_dir).catalog.write(catalog)
