@@ -497,7 +497,7 @@ def build_targets(
     """Build ``DIR/popularity.parquet`` from ``DIR/streams.parquet``.
 
     One row per (track_id, region, period); column definitions in ``docs/targets.md``. The
-    file's schema metadata records ``horizon``, ``null_policy``, ``burn_in_days``,
+    file's footer metadata records ``horizon``, ``null_policy``, ``burn_in_days``,
     ``reentry_gap_days`` and ``uncharted``; ``curve`` is a ``list<float64>`` column of length
     ``horizon``.
 

@@ -238,7 +238,7 @@ def test_real_targets_by_hand(shared_data: Path, tmp_path: Path) -> None:
     # the burn-in (28 days) flags the first four weeks of each series, no later debut
     weeks = (table["debut_date"] - table.groupby("region")["debut_date"].transform("min")).dt.days
     np.testing.assert_array_equal(table["left_censored"], weeks < 28)
-    meta = pq.read_schema(data / "popularity.parquet").metadata
+    meta = pq.read_metadata(data / "popularity.parquet").metadata
     assert (meta[b"burn_in_days"], meta[b"reentry_gap_days"]) == (b"28", b"365")
     np.testing.assert_array_equal(row["curve"][:2], [15030938, 15993525])
     assert row["debut_rank"] == 1 and row["rank_debut"] == 200
@@ -362,7 +362,7 @@ def test_build_targets_records_the_settings_and_nullable_ranks(tmp_path: Path) -
         tmp_path, horizon=3, catalog=catalog, uncharted=True, burn_in_days=14, reentry_gap_days=200
     )
     arrow = pq.read_table(tmp_path / "popularity.parquet")
-    meta = arrow.schema.metadata
+    meta = pq.read_metadata(tmp_path / "popularity.parquet").metadata
     assert meta[b"burn_in_days"] == b"14" and meta[b"reentry_gap_days"] == b"200"
     assert meta[b"uncharted"] == b"true"
     assert arrow.schema.field("debut_rank").type == pa.int64()
