@@ -34,7 +34,7 @@ from .plots import plot_feature_importance
 from .registry import ModelRun
 from .report import write_report
 from .results import ModelInfo, Results
-from .splits import Fold, make_splits, split_table
+from .splits import Fold, group_labels, make_splits, split_table
 from .tracking import RunLogger, git_commit
 from .tuning import tune
 
@@ -70,6 +70,7 @@ class _Context:
     tags: dict[str, str]
     study_prefix: str
     checkpoint_root: Path | None
+    groups: np.ndarray  # the split unit of every row (config.group)
     # (model name, fold) -> fine-tuned encoder weights, for models that warm-start from it
     encoders: dict[tuple[str, int], Any] = field(default_factory=dict)
 
@@ -208,6 +209,7 @@ class _ModelFits:
             fit_predict,
             self.X.iloc[rows],
             self.y.iloc[rows],
+            self.ctx.groups[rows],
             self.ctx.data.targets,
             self.ctx.config,
             seed,
@@ -314,7 +316,15 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
     reference = reference_model(config, runs)
     if data is None:
         data = load_benchmark_data(config, runs)
-    folds = make_splits(data.frame, config.split, config.n_folds, config.seed, config.test_fraction)
+    groups = group_labels(data.frame, config.group)
+    folds = make_splits(
+        data.frame,
+        config.split,
+        config.n_folds,
+        config.seed,
+        config.test_fraction,
+        group=config.group,
+    )
     split = split_table(data.frame, folds)
     evaluated = np.flatnonzero(split["test_fold"].to_numpy() >= 0)
 
@@ -343,6 +353,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             tags,
             study_prefix=config.study_name or f"{config.dataset}.{parent}",
             checkpoint_root=_checkpoint_root(config, data, tags, parent),
+            groups=groups,
         )
         bar = tqdm(total=len(runs) * len(folds), desc="benchmark", unit="fold", leave=False)
         with bar:

@@ -265,4 +265,4 @@ def test_curve_columns_are_in_period_order_past_two_digits() -> None:
     names = [f"curve_{h:02d}" for h in range(120)]
     shuffled = sorted(names)  # lexicographic: curve_100 before curve_11
     assert shuffled != names
-    assert curve_columns([*shuffled, "log1p_sum", "curve_x"]) == names
+    assert curve_columns([*shuffled, "log1p_charted_sum", "curve_x"]) == names
