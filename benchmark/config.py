@@ -37,6 +37,8 @@ _OUTPUT_FIELDS = (
     "study_name",
     "results_dir",
     "artifact_location",
+    "final_models",
+    "write_report",
 )
 
 
@@ -128,6 +130,12 @@ class BenchmarkConfig:
         Root of the report folders.
     num_threads : int
         Threads per LightGBM model.
+    final_models : bool
+        After the folds, tune and fit LightGBM once more on all rows and log that model (with its
+        signature and feature importance); off for controls and experiments, whose numbers do
+        not use it.
+    write_report : bool
+        Write ``results_dir/<dataset>/`` (off for the many runs of a control).
     models : dict[str, dict[str, Any]]
         Per-model tables: fixed estimator parameters (they override the search space and the
         defaults) and the reserved key ``features``.
@@ -165,6 +173,8 @@ class BenchmarkConfig:
     study_name: str | None = None
     results_dir: Path = Path("results")
     num_threads: int = 1
+    final_models: bool = True
+    write_report: bool = True
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -280,7 +280,8 @@ def _run_model(run: ModelRun, folds: list[Fold], ctx: _Context, bar: Any) -> tup
     oof = pd.concat(predictions).sort_index()
     ids = ctx.data.frame.loc[oof.index, list(ID_COLUMNS)]
     logger.frame(ids.join(oof.add_prefix("pred_")).reset_index(names="row"), "predictions.csv")
-    importance = fits.final() if run.spec.estimator.logs_model == "lightgbm" else None
+    final = ctx.config.final_models and run.spec.estimator.logs_model == "lightgbm"
+    importance = fits.final() if final else None
     return oof, importance, fits.tuned
 
 
@@ -403,8 +404,9 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             tags=tags,
         )
         results.seconds = time.perf_counter() - started
-        results.results_dir = write_report(results, data)
-        logger.artifacts(results.results_dir, "report")
+        if config.write_report:
+            results.results_dir = write_report(results, data)
+            logger.artifacts(results.results_dir, "report")
         logger.metrics({"seconds": results.seconds})
     results.seconds = time.perf_counter() - started
     return results
