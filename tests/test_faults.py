@@ -172,7 +172,11 @@ def _data_rows(files: Sequence[Path]) -> int:
 @pytest.mark.integration
 def test_two_concurrent_ingests_give_exactly_the_union(shared_data: Path, tmp_path: Path) -> None:
     """us+gb+de and jp+br+mx of the real weekly files, two processes started at once: exactly
-    the rows and tracks of ingesting them one after the other (before: half the rows lost)."""
+    the rows and tracks of ingesting them one after the other (before: half the rows lost).
+
+    The test holds the data dir's lock while both start, so that they certainly overlap: both
+    must wait (and say so), and a third with ``--no-wait`` must fail at once with one line.
+    """
     weekly = shared_data / "charts" / "spotifycharts-weekly-2019-2021"
     first = [weekly / r for r in ("us", "gb", "de")]
     second = [weekly / r for r in ("jp", "br", "mx")]
@@ -188,7 +192,13 @@ def test_two_concurrent_ingests_give_exactly_the_union(shared_data: Path, tmp_pa
             )
             for paths in (first, second)
         ]
-        time.sleep(5)
+        refused = subprocess.run(
+            [*CLI, "ingest", "charts", str(first[0]), "--data-dir", str(data), "--no-wait"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        _one_line_error(refused.returncode, refused.stderr, "another benchmark command is writing")
         assert all(run.poll() is None for run in runs)  # waiting, not failed
     outputs = [run.communicate(timeout=300) for run in runs]
     for run, (_, err) in zip(runs, outputs, strict=True):
@@ -379,9 +389,10 @@ def test_damaged_feast_registry_and_online_store_are_rebuilt(
 
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 6-song demo with its mel set extracted (the one feature set the store needs)."""
+    """A 16-song demo (enough rows for the quick profile's folds once censored rows are left
+    out) with its mel set extracted (the one feature set the store needs)."""
     data = tmp_path_factory.mktemp("demo") / "demo"
-    assert cli_main(["demo", "--out", str(data), "--songs", "6", "--regions", "2"]) == 0
+    assert cli_main(["demo", "--out", str(data), "--songs", "16", "--regions", "2"]) == 0
     raw = data / "raw"
     assert cli_main(["ingest", "charts", str(raw / "charts"), "--data-dir", str(data)]) == 0
     mapping = ["--mapping", str(raw / "catalog.csv")]
