@@ -85,6 +85,24 @@ def _cmd_ingest_audio(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest_features(args: argparse.Namespace) -> int:
+    from ..features.user_tables import ingest_feature_table
+
+    exclude = args.exclude_columns.split(",") if args.exclude_columns else []
+    with DataLayout(args.data_dir).writing("ingest features", no_wait=args.no_wait):
+        report = ingest_feature_table(
+            args.file,
+            args.data_dir,
+            args.name,
+            id_column=args.id_column,
+            exclude_columns=exclude,
+            description=args.description,
+            skip_bad_rows=args.skip_bad_rows,
+        )
+    print(report.summary())
+    return 0
+
+
 def _cmd_targets(args: argparse.Namespace) -> int:
     from ..features.targets import build_targets
 
@@ -322,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     # ingest
-    ingest = sub.add_parser("ingest", help="load chart files or audio previews into a data dir")
+    ingest = sub.add_parser(
+        "ingest", help="load chart files, audio previews or your own feature table into a data dir"
+    )
     ingest_sub = ingest.add_subparsers(dest="what", metavar="WHAT", required=True)
     p = ingest_sub.add_parser(
         "charts",
@@ -348,6 +368,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", type=Path, default=None, help="CSV: path,track_id[,song_id]")
     _writer_args(p)
     p.set_defaults(handler=_cmd_ingest_audio)
+    p = ingest_sub.add_parser(
+        "features",
+        help="store your own per-track table (descriptors, embeddings) as a feature set",
+        description=(
+            "Checks a CSV or Parquet table keyed by track id with numeric columns (ids, types, "
+            "repeated tracks, missing values; every bad line is reported by number) and stores it "
+            "as feature set NAME of the data dir, versioned: the same file again changes nothing, "
+            "a changed file becomes the next version. Then `benchmark store apply` registers its "
+            "Feast view and FeatureService NAME_v<version>, and any tabular model can read it: "
+            "benchmark run --features NAME, or lightgbm[NAME]. See docs/own-features.md."
+        ),
+    )
+    p.add_argument("file", type=Path, help="the table: .csv, .tsv or .parquet, one row per track")
+    p.add_argument(
+        "--name", required=True, help="feature-set name (lower case, digits, underscores)"
+    )
+    p.add_argument(
+        "--id-column",
+        default="track_id",
+        help="column of Spotify track ids, bare or as URL/URI (default track_id)",
+    )
+    p.add_argument(
+        "--exclude-columns",
+        default=None,
+        help="comma-separated columns not to store (text columns, metadata)",
+    )
+    p.add_argument(
+        "--description", default=None, help="one line shown by Feast and `features list`"
+    )
+    p.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="leave bad lines out (reported and recorded) instead of failing",
+    )
+    _writer_args(p)
+    p.set_defaults(handler=_cmd_ingest_features)
 
     _add_collect_commands(sub)
 
@@ -481,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
         "for MP2/MP3); default: the config's, else quick",
     )
     p.add_argument("--seed", type=int, default=None, help="seed of the split, search and models")
+    p.add_argument(
+        "--period",
+        choices=["weekly", "daily"],
+        default=None,
+        help="chart period of the targets and the store (default: the config's, else weekly)",
+    )
     p.add_argument(
         "--features",
         default=None,

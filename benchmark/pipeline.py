@@ -213,11 +213,21 @@ def run_pipeline(
         prepare_features(config, layout, pipeline, workers=workers)
 
         start = time.perf_counter()
-        print(f"[benchmark] suite {config.suite!r}, profile {config.profile!r} ...", flush=True)
+        print(
+            f"[benchmark] suite {config.suite!r}, profile {config.profile!r}, "
+            f"{config.period} charts ...",
+            flush=True,
+        )
         data = load_benchmark_data(config, select_runs(config))
+        loaded = time.perf_counter() - start
         results = run_suite(config, data)
-        pipeline.timings.append(StageTiming("benchmark", time.perf_counter() - start, "ran"))
-        print(f"[benchmark] done in {pipeline.timings[-1].seconds:.1f} s", flush=True)
+        seconds = time.perf_counter() - start
+        pipeline.timings.append(StageTiming("benchmark", seconds, "ran"))
+        # what the benchmark stage spent its time on (parts of the time above)
+        pipeline.timings.append(StageTiming("  rows + inputs (Feast)", loaded, "part"))
+        for part, part_seconds in results.timings.items():
+            pipeline.timings.append(StageTiming(f"  {part}", part_seconds, "part"))
+        print(f"[benchmark] done in {seconds:.1f} s", flush=True)
 
         start = time.perf_counter()
         timings = [asdict(t) for t in pipeline.timings]
@@ -228,6 +238,31 @@ def run_pipeline(
             results.results_dir / "timings.json", [asdict(t) for t in pipeline.timings]
         )
     return results, pipeline.timings, report
+
+
+def peak_memory() -> str:
+    """The peak resident memory of this process (and of its largest child, if any), readable.
+
+    Returns
+    -------
+    str
+        E.g. ``"1.02 GiB (this process); 310 MiB (largest worker process)"``.
+    """
+    import resource
+    import sys
+
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+
+    def readable(value: int) -> str:
+        size = value * scale
+        return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    text = f"{readable(own)} (this process)"
+    if children:
+        text += f"; {readable(children)} (largest worker process)"
+    return text
 
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
@@ -244,6 +279,7 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         "optuna_storage": args.optuna_storage,
         "study_name": args.study_name,
         "results_dir": args.results_dir,
+        "period": getattr(args, "period", None),
     }
     return load_config(args.profile, args.config, data_dir=args.data_dir, **overrides)
 
@@ -273,6 +309,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     for t in timings:
         print(f"  {t.stage:<{width}}  {t.seconds:7.1f} s  {t.status}")
     print(f"  {'total':<{width}}  {time.perf_counter() - total:7.1f} s")
+    print(f"  peak memory: {peak_memory()}")
     print()
     print(f"Report:    {report}")
     print(f"Summary:   {report.parent / 'summary.md'}")

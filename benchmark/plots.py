@@ -20,6 +20,10 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
+SCATTER_POINTS = 5000
+"""Most points a scatter panel draws (a seeded sample beyond that: the picture is the same)."""
+
+
 def plot_pred_vs_true(
     truth: pd.Series, predictions: Mapping[str, pd.Series], target: str
 ) -> Figure:
@@ -32,13 +36,19 @@ def plot_pred_vs_true(
     predictions : Mapping[str, pd.Series]
         Model name to predictions (same index as ``truth``).
     target : str
-        Target name (axis label).
+        Target name (axis label). Beyond :data:`SCATTER_POINTS` rows, a seeded sample of that
+        many is drawn (the axis label says so).
 
     Returns
     -------
     Figure
         The figure.
     """
+    shown = f"true {target}"
+    if len(truth) > SCATTER_POINTS:
+        sample = np.random.default_rng(0).choice(len(truth), SCATTER_POINTS, replace=False)
+        shown += f" ({SCATTER_POINTS:,} of {len(truth):,} rows)"
+        truth = truth.iloc[np.sort(sample)]
     n = max(1, len(predictions))
     cols = min(3, n)
     rows = int(np.ceil(n / cols))
@@ -50,7 +60,7 @@ def plot_pred_vs_true(
         ax.scatter(truth, pred.loc[truth.index], s=6, alpha=0.5)
         ax.plot([low, high], [low, high], color="grey", linewidth=1)
         ax.set_title(model)
-        ax.set_xlabel(f"true {target}")
+        ax.set_xlabel(shown)
         ax.set_ylabel("predicted")
     for ax in axes[n:]:
         ax.set_visible(False)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..features.feature_sets import available_feature_sets
 from ..features.layout import DataLayout, write_text_atomic
 from .data import BenchmarkData
 from .metrics import CURVE_TARGET, METRICS
@@ -219,7 +220,34 @@ def summarize_data(layout: DataLayout) -> list[tuple[str, str]]:
         ),
         ("tracks with audio / clips", f"{clips['track_id'].nunique():,} / {len(clips):,}"),
         ("extraction failures", f"{failures:,}"),
+        *_feature_set_rows(layout),
     ]
+
+
+def _feature_set_rows(layout: DataLayout) -> list[tuple[str, str]]:
+    """One summary row per feature set of the data dir: tracks covered, version, provenance."""
+    import pyarrow.parquet as pq
+
+    rows = []
+    for fs in available_feature_sets(layout):
+        table = fs.table(layout)
+        tracks = pq.read_metadata(table.path).num_rows if fs.kind != "clips" else None
+        where = ""
+        if fs.source == "table":
+            provenance = fs.metadata.get("provenance", {})
+            where = (
+                f", ingested from {provenance.get('file', '?')} "
+                f"(sha256 {str(provenance.get('sha256', ''))[:12]}, "
+                f"{provenance.get('ingested_at', '?')})"
+            )
+        count = f"{tracks:,} tracks, " if tracks is not None else ""
+        rows.append(
+            (
+                f"feature set {fs.name}",
+                f"{count}{len(fs.columns) or '?'} columns, {fs.source}, `{fs.service}`{where}",
+            )
+        )
+    return rows
 
 
 def _method(results: Results, data: BenchmarkData) -> list[str]:
@@ -252,10 +280,34 @@ def _method(results: Results, data: BenchmarkData) -> list[str]:
         for m in results.models.values()
         if m.features
     )
+    unit = {"weekly": "weeks", "daily": "days"}.get(config.period, "periods")
+    families = {m.family for m in results.models.values()}
+    reference = (
+        "reference rows: "
+        + ", ".join(m.name for m in results.models.values() if m.family == "baseline")
+        + (
+            "; no oracle: this dataset has no ground truth (only generated data knows its "
+            "noise-free popularity), so nothing takes the oracle's place"
+            if "reference" not in families
+            else "; the oracle is the generator's noise-free appeal, calibrated (not a bound)"
+        )
+    )
     return [
         f"dataset: `{data.data_dir or 'in memory'}`, fingerprint `{data.fingerprint[:16]}`, "
         f"{len(data.frame):,} (track, region) rows, {data.frame['song_id'].nunique():,} songs, "
         f"{data.frame['region'].nunique()} regions, {config.period} charts",
+        f"chart period: {config.period}; targets over {config.horizon} {unit} from the debut "
+        f"(null policy {config.null_policy}); rows left out: "
+        + ", ".join(
+            label
+            for label, on in (
+                ("horizon not covered by the data", config.drop_incomplete),
+                ("left-censored (on the data's first chart)", config.drop_left_censored),
+                ("tracks without the inputs", bool(inputs)),
+            )
+            if on
+        ),
+        reference,
         f"inputs (through Feast): {inputs or 'none'}",
         f"split: {split}",
         f"tuning: {tuning}",
@@ -348,6 +400,10 @@ def render_markdown(report: Report) -> str:
         *[f"![{p.stem}]({p.name})" for p in report.plots],
         "",
     ]
+    if report.data_rows:
+        lines += ["## Data", "", "| | |", "|---|---|"]
+        lines += [f"| {key} | {value} |" for key, value in report.data_rows]
+        lines.append("")
     if report.timings:
         lines += ["## Stage times", "", "| stage | seconds | status |", "|---|---|---|"]
         lines += [f"| {t['stage']} | {t['seconds']:.1f} | {t['status']} |" for t in report.timings]
