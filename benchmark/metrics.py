@@ -375,7 +375,7 @@ def evaluate(
     primary_metric: str = "spearman",
     baseline: str | None = "region_mean",
     metrics: Sequence[str] | None = None,
-    folds: pd.Series | None = None,
+    folds: pd.Series | Mapping[str, pd.Series] | None = None,
 ) -> pd.DataFrame:
     """Every metric of every model and target, with bootstrap intervals and paired differences.
 
@@ -401,8 +401,11 @@ def evaluate(
         A second fixed reference (default ``region_mean``) for ``baseline_diff`` columns.
     metrics : Sequence[str], optional
         Metric names; default every registered metric.
-    folds : pd.Series, optional
-        Outer fold of every row (rank metrics are computed within folds); default one fold.
+    folds : pd.Series or Mapping[str, pd.Series], optional
+        Outer fold of every row (rank metrics are computed within folds); default one fold. A
+        mapping gives each model its own folds (models fitted on different splits of the same
+        rows, e.g. song- against row-grouped folds); the resamples stay shared, so differences
+        stay paired.
 
     Returns
     -------
@@ -414,11 +417,17 @@ def evaluate(
     """
     chosen = [METRICS[m] for m in (metrics or list(METRICS))]
     region_codes = np.unique(regions.astype(str).to_numpy(), return_inverse=True)[1]
-    fold_codes = (
-        np.zeros(len(truth), dtype=int)
-        if folds is None
-        else np.unique(np.asarray(folds), return_inverse=True)[1]
-    )
+
+    def fold_codes_of(labels: pd.Series | None) -> np.ndarray:
+        if labels is None:
+            return np.zeros(len(truth), dtype=int)
+        return np.unique(np.asarray(labels), return_inverse=True)[1]
+
+    if isinstance(folds, Mapping):
+        fold_codes = {model: fold_codes_of(folds[model]) for model in predictions}
+    else:
+        shared = fold_codes_of(folds)
+        fold_codes = {model: shared for model in predictions}
     boot = SongBootstrap(songs.to_numpy(), n_resamples, seed)
     curve_cols = curve_columns(truth.columns)
     jobs: list[tuple[str, list[str], list[Metric]]] = [
@@ -443,7 +452,7 @@ def evaluate(
                 raise ValueError(f"model {model!r} predicted NaN or inf for {target}")
             for metric in job_metrics:
                 point, resampled = _resampled(
-                    metric, y_true, y_pred, region_codes[rows], fold_codes[rows], boot, rows
+                    metric, y_true, y_pred, region_codes[rows], fold_codes[model][rows], boot, rows
                 )
                 samples[(model, target, metric.name)] = resampled
                 low, high = _interval(resampled)
