@@ -81,3 +81,18 @@ def test_an_unknown_encoding_is_refused() -> None:
     X, y = _planted(n=100)
     with pytest.raises(ValueError, match="region_encoding must be one of"):
         LightGBMRegressor(region_encoding="embedding").fit(X, y)
+
+
+def test_validation_losses_are_reported_without_changing_the_model() -> None:
+    X, y = _planted(n=800)
+    X_val, y_val = _planted(n=300, seed=2)
+    reports: list[tuple[int, float]] = []
+    plain = LightGBMRegressor(n_estimators=60).fit(X, y)
+    watched = LightGBMRegressor(n_estimators=60).fit(
+        X, y, eval_set=(X_val, y_val), report=lambda step, loss: reports.append((step, loss))
+    )
+    pd.testing.assert_frame_equal(plain.predict(X_val), watched.predict(X_val))
+    # every 25 rounds, per target: steps target_index * 100000 + round
+    assert [step for step, _ in reports] == [25, 50, 100_025, 100_050]
+    last = watched.boosters_["a"].predict(watched.model_inputs(X_val), num_iteration=50)
+    assert reports[1][1] == pytest.approx(float(np.sqrt(np.mean((last - y_val["a"]) ** 2))))

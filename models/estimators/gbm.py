@@ -152,6 +152,7 @@ class LightGBMRegressor(BenchmarkEstimator):
     def _booster_params(self) -> dict[str, Any]:
         return {
             "objective": "regression",
+            "metric": "rmse",  # computed only on validation sets, when given
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": self.min_child_samples,
@@ -255,32 +256,46 @@ class LightGBMRegressor(BenchmarkEstimator):
         for t_index, target in enumerate(self.targets_):
             t = y[target].to_numpy(dtype=float)
             keep = np.isfinite(t)
-            callbacks = []
+            valid = None
             if report is not None and valid_inputs is not None:
+                v = eval_set[1][target].to_numpy(dtype=float)
+                valid = (valid_inputs[np.isfinite(v)], v[np.isfinite(v)])
+            callbacks = []
+            if valid is not None and len(valid[1]):
                 callbacks.append(
-                    _report_callback(
-                        valid_inputs,
-                        eval_set[1][target].to_numpy(dtype=float),
-                        report,
-                        t_index * REPORT_STEP_STRIDE,
-                        report_every,
-                    )
+                    _report_callback(report, t_index * REPORT_STEP_STRIDE, report_every)
                 )
-            self.boosters_[target] = self._train(inputs[keep], t[keep], callbacks)
+            self.boosters_[target] = self._train(inputs[keep], t[keep], callbacks, valid)
         return self
 
-    def _train(self, inputs: pd.DataFrame, target: np.ndarray, callbacks: list) -> lgb.Booster:
-        """One booster on ``inputs`` and ``target`` (rows with a finite target)."""
+    def _train(
+        self,
+        inputs: pd.DataFrame,
+        target: np.ndarray,
+        callbacks: list,
+        valid: tuple[pd.DataFrame, np.ndarray] | None = None,
+    ) -> lgb.Booster:
+        """One booster on ``inputs`` and ``target`` (rows with a finite target).
+
+        With ``valid``, LightGBM scores the validation rows as it adds each tree (its own
+        incremental RMSE; re-predicting them from scratch at every report would cost a full
+        pass over all trees each time and stall training).
+        """
         train = lgb.Dataset(
             inputs,
             label=target,
             categorical_feature=list(self.categories_),
             free_raw_data=False,
         )
+        valid_sets = []
+        if valid is not None and len(valid[1]):
+            valid_sets = [lgb.Dataset(valid[0], label=valid[1], reference=train)]
         return lgb.train(
             self._booster_params(),
             train,
             num_boost_round=self.n_estimators,
+            valid_sets=valid_sets,
+            valid_names=["validation"] * len(valid_sets),
             callbacks=callbacks,
         )
 
@@ -354,21 +369,15 @@ class LightGBMRegressor(BenchmarkEstimator):
 
 
 def _report_callback(
-    valid_inputs: pd.DataFrame,
-    valid_target: np.ndarray,
-    report: Callable[[int, float], None],
-    offset: int,
-    every: int,
+    report: Callable[[int, float], None], offset: int, every: int
 ) -> Callable[[Any], None]:
-    """A LightGBM callback reporting validation RMSE every ``every`` rounds."""
-    keep = np.isfinite(valid_target)
-    rows = valid_inputs[keep].to_numpy(dtype=np.float64)  # converted once, not every report
-    target = valid_target[keep]
+    """A LightGBM callback passing the validation RMSE LightGBM computed to ``report``."""
 
     def callback(env: Any) -> None:
         round_ = env.iteration + 1
-        if round_ % every == 0 and len(target):
-            pred = env.model.predict(rows, num_iteration=round_)
-            report(offset + round_, float(np.sqrt(np.mean((pred - target) ** 2))))
+        if round_ % every == 0:
+            for _, metric, value, _ in env.evaluation_result_list:
+                if metric == "rmse":
+                    report(offset + round_, float(value))
 
     return callback
