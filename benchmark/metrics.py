@@ -302,6 +302,9 @@ class SongBootstrap:
         Seed of the draws.
     max_cells : int
         Largest weight block (resamples x rows) materialised at once.
+    cache_cells : int
+        The blocks of the last row subset are kept for the next call (every model and metric
+        of a target uses the same rows) when all of them together hold at most this many cells.
     """
 
     def __init__(
@@ -310,6 +313,7 @@ class SongBootstrap:
         n_resamples: int = 1000,
         seed: int = 0,
         max_cells: int = 4_000_000,
+        cache_cells: int = 16_000_000,
     ) -> None:
         uniques, self.codes = np.unique(np.asarray(songs).astype(str), return_inverse=True)
         self.n_songs = len(uniques)
@@ -322,6 +326,8 @@ class SongBootstrap:
             .astype(float)
         )  # (B, S)
         self.chunk = max(1, max_cells // max(1, len(self.codes)))
+        self.cache_cells = cache_cells
+        self._cached: tuple[bytes, list[np.ndarray]] | None = None
 
     def weight_blocks(self, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """Row-weight blocks ``(b, n)`` covering all resamples, in order.
@@ -337,8 +343,20 @@ class SongBootstrap:
             Weights of a block of resamples.
         """
         codes = self.codes if rows is None else self.codes[rows]
+        key = codes.tobytes()
+        if self._cached is not None and self._cached[0] == key:
+            yield from self._cached[1]
+            return
+        keep = self.n_resamples * len(codes) <= self.cache_cells
+        blocks = []
         for start in range(0, self.n_resamples, self.chunk):
-            yield self.counts[start : start + self.chunk][:, codes]
+            block = self.counts[start : start + self.chunk][:, codes]
+            if keep:
+                block.setflags(write=False)  # shared by every later call: never changed
+                blocks.append(block)
+            yield block
+        if keep:
+            self._cached = (key, blocks)
 
 
 def _resampled(

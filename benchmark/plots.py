@@ -198,11 +198,13 @@ def plot_curves_by_region(
     predictions: Mapping[str, pd.DataFrame],
     per_region: int = 3,
     labels: pd.Series | None = None,
+    max_regions: int = 6,
 ) -> Figure:
-    """Predicted against true curves for a few test tracks of each region.
+    """Predicted against true curves for a few test tracks of a few regions.
 
-    The tracks shown are the ones with the most observed periods in each region (ties by row
-    order), so the picture is deterministic.
+    The regions shown are the ``max_regions`` with the most rows (ties by name); the tracks
+    shown are the ones with the most observed periods in each region (ties by row order), so the
+    picture is deterministic.
 
     Parameters
     ----------
@@ -216,6 +218,9 @@ def plot_curves_by_region(
         Tracks per region.
     labels : pd.Series, optional
         Panel title of each row (e.g. the track id); default the row index.
+    max_regions : int
+        Most regions drawn (a figure of dozens of rows of panels helps no one and takes long
+        to lay out).
 
     Returns
     -------
@@ -223,7 +228,9 @@ def plot_curves_by_region(
         One row of panels per region.
     """
     columns = list(truth.columns)
-    names = sorted(regions.unique())
+    counts = regions.astype(str).value_counts()
+    ranked = sorted(counts.index, key=lambda name: (-counts[name], name))
+    names = sorted(ranked[:max_regions])
     fig = _figure(3.2 * per_region, 2.4 * len(names))
     axes = fig.subplots(len(names), per_region, squeeze=False)
     steps = np.arange(len(columns))
@@ -240,7 +247,12 @@ def plot_curves_by_region(
             for model, pred in predictions.items():
                 ax.plot(steps, pred.loc[index, columns].to_numpy(dtype=float), label=model)
             label = labels.loc[index] if labels is not None else f"row {index}"
-            ax.set_title(f"{region}: {label}", fontsize=8)
+            shown = (
+                f" ({len(names)} of {len(counts)} regions)"
+                if r == c == 0 and len(counts) > len(names)
+                else ""
+            )
+            ax.set_title(f"{region}: {label}{shown}", fontsize=8)
             ax.tick_params(labelsize=7)
             if r == 0 and c == 0:
                 ax.legend(fontsize=7)

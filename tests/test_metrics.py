@@ -160,3 +160,17 @@ def test_each_model_can_be_scored_within_its_own_folds() -> None:
         <= table.loc[other, "diff"]
         <= table.loc[other, "diff_ci_high"]
     )
+
+
+def test_weight_blocks_of_the_same_rows_are_reused_unchanged() -> None:
+    boot = SongBootstrap(np.repeat(np.arange(50), 3), n_resamples=40, seed=1, max_cells=600)
+    rows = np.arange(0, 150, 2)
+    first = list(boot.weight_blocks(rows))
+    again = list(boot.weight_blocks(rows))
+    assert len(first) == 10 and all(a is b for a, b in zip(first, again, strict=True))
+    assert not first[0].flags.writeable
+    other = np.concatenate(list(boot.weight_blocks(np.arange(150))))
+    np.testing.assert_array_equal(np.concatenate(first), other[:, rows])
+    small = SongBootstrap(np.arange(10), n_resamples=40, seed=1, cache_cells=100)
+    one, two = list(small.weight_blocks()), list(small.weight_blocks())
+    assert one[0] is not two[0] and one[0].flags.writeable
