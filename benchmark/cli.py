@@ -176,6 +176,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_from_cli(args)
 
 
+def _cmd_control(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .control import run_control, write_control
+
+    config = load_config(
+        args.profile,
+        args.config,
+        data_dir=args.data_dir,
+        features=args.features,
+        tracking_uri=args.tracking_uri,
+        results_dir=args.results_dir,
+    )
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    result = run_control(config, seeds, model=args.model, pairs=pairs)
+    out = Path(config.results_dir) / config.dataset / "control.md"
+    write_control(result, out, f"Negative control on {config.dataset}: {args.model}")
+    print(result.rates().to_string(index=False))
+    print(f"\nReport: {out}")
+    return 0
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     from .tracking import launch_ui
 
@@ -573,6 +595,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail at once if another benchmark command is writing the data dir",
     )
+
+    # control
+    p = add(
+        "control",
+        _cmd_control,
+        "negative control: the false-win rate of the paired test on pairs of equal expected skill",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a data dir the pipeline has run on (default data/demo)",
+    )
+    p.add_argument("--seeds", type=int, default=20, help="comparisons per pair kind (default 20)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds run from here (default 0)")
+    p.add_argument(
+        "--model", default="lightgbm", help="a tabular model, e.g. lightgbm or lightgbm[musicnn]"
+    )
+    p.add_argument("--features", default=None, help="the model's feature set (default its own)")
+    p.add_argument(
+        "--pairs",
+        default="permuted",
+        help="permuted (two song-permuted copies of the features: valid on any data) and/or null "
+        "(real against permuted features: equal skill only on a null demo), comma-separated",
+    )
+    p.add_argument("--config", type=Path, default=None, help="TOML overriding the preset")
+    p.add_argument("--profile", choices=["quick", "full"], default=None)
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--results-dir", type=Path, default=None)
 
     # ui
     p = add("ui", _cmd_ui, "start the MLflow UI on 127.0.0.1 over the project's tracking store")

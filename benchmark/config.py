@@ -92,7 +92,11 @@ class BenchmarkConfig:
     targets : list[str]
         Scalar target columns.
     primary_metric : str
-        Metric that picks the best classical model (the reference of the paired bootstrap).
+        The lead metric of the paired comparisons.
+    reference_model : str or None
+        The model every other model is compared with (paired bootstrap), fixed before the run
+        so that it is never chosen by looking at the test folds. None: the first classical model
+        of the suite (the tuned LightGBM), else ``region_mean``.
     tune_metric : str
         Metric Optuna optimises (averaged over targets); its direction comes from the metric.
     tracking_uri : str
@@ -134,6 +138,7 @@ class BenchmarkConfig:
     drop_left_censored: bool = False
     targets: list[str] = field(default_factory=lambda: ["log1p_sum", "log1p_debut"])
     primary_metric: str = "spearman"
+    reference_model: str | None = None
     tune_metric: str = "rmse"
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_location: str | None = None

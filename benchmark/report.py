@@ -153,21 +153,24 @@ def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[Tar
     for target, rows in table.groupby("target", sort=False):
         shown = [m for m in order if m in set(rows.metric)] or list(dict.fromkeys(rows.metric))
         lead = "spearman" if "spearman" in shown else shown[0]
-        refs = rows.loc[rows.metric == lead, "reference"].dropna()
+        # the run's reference model; a target it does not predict (curves) is compared with
+        # the baseline (region_mean) instead
+        prefix = "" if rows["reference"].notna().any() else "baseline_"
+        refs = rows.loc[rows.metric == lead, "baseline" if prefix else "reference"].dropna()
         reference = str(refs.iloc[0]) if len(refs) else None
         model_rows = []
         for model, mrows in rows.groupby("model", sort=False):
             cells = {}
-            for r in mrows.itertuples():
-                if r.metric in shown:
-                    cells[r.metric] = Cell(
-                        r.value,
-                        r.ci_low,
-                        r.ci_high,
-                        np.nan if r.reference == model else r.diff,
-                        r.diff_ci_low,
-                        r.diff_ci_high,
-                        bool(r.maximize),
+            for r in mrows.to_dict("records"):
+                if r["metric"] in shown:
+                    cells[r["metric"]] = Cell(
+                        r["value"],
+                        r["ci_low"],
+                        r["ci_high"],
+                        np.nan if model == reference else r[prefix + "diff"],
+                        r[prefix + "diff_ci_low"],
+                        r[prefix + "diff_ci_high"],
+                        bool(r["maximize"]),
                     )
             kind = str(mrows["kind"].iloc[0]) if "kind" in mrows else "model"
             model_rows.append(Row(str(model), kind, cells, str(model) == reference))
@@ -312,7 +315,9 @@ def _method(results: Results, data: BenchmarkData) -> list[str]:
         f"split: {split}",
         f"tuning: {tuning}",
         f"intervals: 95% bootstrap over songs, {config.bootstrap} resamples (seed {config.seed}); "
-        "differences are paired (same resamples for every model)",
+        "differences are paired (same resamples for every model) against the reference model "
+        f"`{results.best_classical or 'none'}`, fixed before the run (never chosen on the test "
+        "folds)",
         "rank metrics (spearman, spearman_region, top10_precision) are computed within each "
         "outer fold (the rows one fitted model ranked) and averaged; n/a: the model's "
         "predictions carry no ranking there",
@@ -391,9 +396,9 @@ def render_markdown(report: Report) -> str:
         lines += [f"## {table.heading}", "", _markdown_table(table), ""]
     lines += [
         "Cells: value [95% interval]. The last column is the paired difference of each model "
-        "minus the reference (the best classical model by the lead metric); an interval above 0 "
-        "means the model is better with 95% confidence. summary.csv also has the paired "
-        "difference to region_mean.",
+        "minus the reference model; an interval above 0 means the model is better with 95% "
+        "confidence, and an interval containing 0 means not distinguishable. summary.csv also "
+        "has the paired difference to region_mean.",
         "",
         "## Plots",
         "",

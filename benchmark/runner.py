@@ -41,8 +41,24 @@ from .tuning import tune
 
 log = logging.getLogger(__name__)
 
-REFERENCE_FAMILIES = ("baseline", "classical")
-"""Families that compete for "best classical model", the reference of the paired differences."""
+
+def reference_model(config: BenchmarkConfig, runs: list[ModelRun]) -> str | None:
+    """The model the others are compared with, fixed before the run (never chosen on test folds).
+
+    ``config.reference_model`` when given, else the first classical model of the suite (the tuned
+    LightGBM), else ``region_mean``, else none.
+    """
+    names = [run.name for run in runs]
+    if config.reference_model is not None:
+        if config.reference_model not in names:
+            raise DataError(
+                f"reference_model {config.reference_model!r} is not in the suite ({', '.join(names)})"
+            )
+        return config.reference_model
+    classical = [run.name for run in runs if run.spec.family == "classical"]
+    if classical:
+        return classical[0]
+    return "region_mean" if "region_mean" in names else None
 
 
 @dataclass
@@ -342,6 +358,7 @@ def run_suite(
     """
     started = time.perf_counter()
     runs = select_runs(config, data)
+    reference = reference_model(config, runs)
     if data is None:
         data = load_benchmark_data(config, runs)
     folds = make_splits(data.frame, config.split, config.n_folds, config.seed, config.test_fraction)
@@ -411,7 +428,7 @@ def run_suite(
             targets=data.targets,
             n_resamples=config.bootstrap,
             seed=config.seed,
-            candidates=[n for n, m in models.items() if m.family in REFERENCE_FAMILIES],
+            candidates=[reference] if reference else [],
             primary_metric=config.primary_metric,
             folds=split["test_fold"].iloc[evaluated],
         )

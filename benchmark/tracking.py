@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import os
 import signal
 import subprocess
@@ -378,7 +379,7 @@ class RunLogger:
 
 def _model_name(name: str) -> str:
     """A logged-model name MLflow accepts (``lightgbm[essentia]`` -> ``lightgbm-essentia``)."""
-    return name.replace("[", "-").replace("]", "")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")
 
 
 # --- the UI -----------------------------------------------------------------------------------

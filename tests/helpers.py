@@ -143,6 +143,7 @@ def write_synthetic_tables(
                 "event_timestamp": debut + horizon * pd.Timedelta(step),
                 "curve": list(curve),
                 "sum": curve.sum(axis=1),
+                "sum_floor": curve.sum(axis=1),
                 "debut": curve[:, 0],
                 "peak": curve.max(axis=1),
                 "peak_rank": ranks.min(axis=1).astype(np.int64),
@@ -154,6 +155,8 @@ def write_synthetic_tables(
             frame[name] = rng.normal(size=n)
         frame["left_censored"] = False
         frame["complete_horizon"] = True
+        frame["reentry"] = False
+        frame["charted"] = True
         parts.append(frame[POPULARITY_COLUMNS])
     layout.popularity.write(pd.concat(parts, ignore_index=True))
     return ids
