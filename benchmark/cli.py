@@ -198,6 +198,12 @@ def _cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from .pipeline import experiments_from_cli
+
+    return experiments_from_cli(args)
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     from .tracking import launch_ui
 
@@ -624,6 +630,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["quick", "full"], default=None)
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--results-dir", type=Path, default=None)
+
+    # experiment
+    p = add(
+        "experiment",
+        _cmd_experiment,
+        "run one of the design's questions as an experiment (regions, null-policy, grouping, "
+        "horizon, season) on a data dir; writes results/<dataset>/experiments/NAME.md",
+        epilog="see docs/experiments.md; `benchmark experiment --list` names them",
+    )
+    p.add_argument("name", nargs="?", default=None, help="experiment name, or all")
+    p.add_argument("--list", action="store_true", help="list the experiments and their questions")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a data dir with charts and a feature set (default: ./data/demo)",
+    )
+    p.add_argument("--config", type=Path, default=None, help="TOML settings over the preset")
+    p.add_argument("--profile", choices=["quick", "full"], default=None, help="preset (quick)")
+    p.add_argument(
+        "--suite", default=None, help="models, as for `benchmark run` (default: the config's)"
+    )
+    p.add_argument("--features", default=None, help="feature set of the tabular models")
+    p.add_argument("--seed", type=int, default=None, help="seed of splits, search and bootstrap")
+    p.add_argument("--period", choices=["weekly", "daily"], default=None, help="chart period")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    p.add_argument("--results-dir", type=Path, default=None, help="pages go to DIR/<dataset>/")
+    p.add_argument(
+        "--no-wait", action="store_true", help="fail at once if the data dir is being written"
+    )
 
     # ui
     p = add("ui", _cmd_ui, "start the MLflow UI on 127.0.0.1 over the project's tracking store")

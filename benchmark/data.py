@@ -70,8 +70,9 @@ class BenchmarkData:
     Attributes
     ----------
     frame : pandas.DataFrame
-        ``track_id``, ``song_id``, ``region``, optional ``debut_date`` and ``known_date``, the
-        scalar target columns and optional ``curve_..`` columns; one row per (track, region).
+        ``track_id``, ``song_id``, ``region``, optional ``artist`` and ``title`` (for artist
+        groupings), ``debut_date`` and ``known_date``, the scalar target columns and optional
+        ``curve_..`` columns; one row per (track, region).
     inputs : dict[str, FeatureInputs]
         Feature-set name to its values for these rows.
     targets : list[str]
@@ -298,8 +299,9 @@ def load_benchmark_data(
     """
     layout = DataLayout(config.data_dir)
     pop = _popularity_rows(layout, config, popularity)
-    catalog = layout.catalog.read(["track_id", "song_id"])
-    song_of = catalog.drop_duplicates("track_id").set_index("track_id")["song_id"]
+    catalog = layout.catalog.read(["track_id", "song_id", "artist", "title"])
+    catalog = catalog.drop_duplicates("track_id").set_index("track_id")
+    song_of = catalog["song_id"]
     unknown = ~pop["track_id"].isin(song_of.index)
     if unknown.any():
         raise DataError(
@@ -311,6 +313,8 @@ def load_benchmark_data(
             "track_id": pop["track_id"].astype(str),
             "song_id": pop["track_id"].map(song_of).astype(str),
             "region": pop["region"].astype(str),
+            "artist": pop["track_id"].map(catalog["artist"]),
+            "title": pop["track_id"].map(catalog["title"]),
             "debut_date": pd.to_datetime(pop["debut_date"]),
             "known_date": pd.to_datetime(pop["event_timestamp"]),
             "log1p_sum": np.log1p(pop["sum"].to_numpy(dtype=float)),

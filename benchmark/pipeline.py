@@ -241,28 +241,23 @@ def run_pipeline(
 
 
 def peak_memory() -> str:
-    """The peak resident memory of this process (and of its largest child, if any), readable.
+    """The peak resident memory of this process, readable (``resource.getrusage``).
+
+    Worker processes (feature extraction) are not counted: a forked child's high-water mark
+    starts at its parent's, so theirs would say nothing of their own.
 
     Returns
     -------
     str
-        E.g. ``"1.02 GiB (this process); 310 MiB (largest worker process)"``.
+        E.g. ``"1.02 GiB (maximum resident set of this process)"``.
     """
     import resource
     import sys
 
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-
-    def readable(value: int) -> str:
-        size = value * scale
-        return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
-
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    text = f"{readable(own)} (this process)"
-    if children:
-        text += f"; {readable(children)} (largest worker process)"
-    return text
+    size = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    text = f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+    return f"{text} (maximum resident set of this process)"
 
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
@@ -276,8 +271,8 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         "seed": args.seed,
         "features": args.features,
         "tracking_uri": args.tracking_uri,
-        "optuna_storage": args.optuna_storage,
-        "study_name": args.study_name,
+        "optuna_storage": getattr(args, "optuna_storage", None),
+        "study_name": getattr(args, "study_name", None),
         "results_dir": args.results_dir,
         "period": getattr(args, "period", None),
     }
@@ -314,4 +309,36 @@ def run_from_cli(args: argparse.Namespace) -> int:
     print(f"Report:    {report}")
     print(f"Summary:   {report.parent / 'summary.md'}")
     print(f"MLflow UI: benchmark ui   (or: mlflow ui --backend-store-uri {config.tracking_uri})")
+    return 0
+
+
+def experiments_from_cli(args: argparse.Namespace) -> int:
+    """``benchmark experiment NAME``: prepare the data dir like ``benchmark run``, then run."""
+    from .experiments import EXPERIMENTS, experiment_names, run_experiment
+
+    if args.list or not args.name:
+        for experiment in EXPERIMENTS.values():
+            print(f"{experiment.name:<12} {experiment.title}")
+            print(f"{'':<12} {experiment.question}")
+        return 0
+    names = experiment_names() if args.name == "all" else [args.name]
+    unknown = [name for name in names if name not in EXPERIMENTS]
+    if unknown:
+        raise DataError(
+            f"unknown experiment {unknown[0]!r}; known: {', '.join(EXPERIMENTS)} or all"
+        )
+    config = config_from_args(args)
+    if not config.data_dir.is_dir():
+        raise DataError(
+            f"{config.data_dir}: data dir not found; ingest charts and features first "
+            "(benchmark ingest charts ..., benchmark ingest features ...)"
+        )
+    layout = DataLayout(config.data_dir)
+    with layout.writing("benchmark experiment", no_wait=args.no_wait):
+        prepare_features(config, layout, Pipeline(layout), workers=None)
+        for name in names:
+            result = run_experiment(name, config)
+            print(f"[{name}] {len(result.variant_seconds)} variants in {result.seconds:.0f} s")
+            print(f"  {Path(config.results_dir) / config.dataset / 'experiments' / (name + '.md')}")
+    print(f"  peak memory: {peak_memory()}")
     return 0

@@ -133,7 +133,9 @@ class TargetTable:
         return "curves (log1p streams)" if self.target == CURVE_TARGET else self.target
 
 
-def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[TargetTable]:
+def pivot(
+    table: pd.DataFrame, metrics: Sequence[str] | None = None, lead: str | None = None
+) -> list[TargetTable]:
     """The tidy metrics table as one model x metric table per target (the one pivot).
 
     Parameters
@@ -142,6 +144,9 @@ def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[Tar
         Output of :func:`benchmark.metrics.evaluate` (with ``kind``).
     metrics : Sequence[str], optional
         Metric columns in order (default: every registered metric the table has).
+    lead : str, optional
+        The metric whose paired difference the table shows (default ``spearman`` when shown,
+        else the first metric).
 
     Returns
     -------
@@ -152,11 +157,14 @@ def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[Tar
     order = list(metrics or METRICS)
     for target, rows in table.groupby("target", sort=False):
         shown = [m for m in order if m in set(rows.metric)] or list(dict.fromkeys(rows.metric))
-        lead = "spearman" if "spearman" in shown else shown[0]
+        if lead in shown:
+            chosen = lead
+        else:
+            chosen = "spearman" if "spearman" in shown else shown[0]
         # the run's reference model; a target it does not predict (curves) is compared with
         # the baseline (region_mean) instead
         prefix = "" if rows["reference"].notna().any() else "baseline_"
-        refs = rows.loc[rows.metric == lead, "baseline" if prefix else "reference"].dropna()
+        refs = rows.loc[rows.metric == chosen, "baseline" if prefix else "reference"].dropna()
         reference = str(refs.iloc[0]) if len(refs) else None
         model_rows = []
         for model, mrows in rows.groupby("model", sort=False):
@@ -174,7 +182,7 @@ def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[Tar
                     )
             kind = str(mrows["kind"].iloc[0]) if "kind" in mrows else "model"
             model_rows.append(Row(str(model), kind, cells, str(model) == reference))
-        out.append(TargetTable(str(target), shown, model_rows, reference, lead))
+        out.append(TargetTable(str(target), shown, model_rows, reference, chosen))
     return out
 
 
@@ -367,7 +375,8 @@ def build_report(
 # --- renderers ------------------------------------------------------------------------------------
 
 
-def _markdown_table(table: TargetTable) -> str:
+def markdown_table(table: TargetTable) -> str:
+    """One target's table in Markdown: value [interval] per metric, then the paired difference."""
     header = ["model", *table.metrics]
     diff_column = table.reference is not None
     if diff_column:
@@ -393,7 +402,7 @@ def render_markdown(report: Report) -> str:
         "",
     ]
     for table in report.tables:
-        lines += [f"## {table.heading}", "", _markdown_table(table), ""]
+        lines += [f"## {table.heading}", "", markdown_table(table), ""]
     lines += [
         "Cells: value [95% interval]. The last column is the paired difference of each model "
         "minus the reference model; an interval above 0 means the model is better with 95% "

@@ -35,7 +35,7 @@ from .plots import plot_feature_importance
 from .registry import ModelRun
 from .report import write_report
 from .results import ModelInfo, Results
-from .splits import Fold, make_splits, split_table
+from .splits import Fold, group_labels, make_splits, split_table
 from .tracking import RunLogger, git_commit
 from .tuning import tune
 
@@ -71,6 +71,7 @@ class _Context:
     tags: dict[str, str]
     study_prefix: str
     checkpoint_root: Path | None
+    groups: np.ndarray  # the split unit of every row (config.group): inner splits keep it too
     # (model name, fold) -> fine-tuned encoder weights, for models that warm-start from it
     encoders: dict[tuple[str, int], Any] = field(default_factory=dict)
 
@@ -214,6 +215,7 @@ class _ModelFits:
             seed,
             study,
             self.cls.reports_progress,
+            groups=self.ctx.groups[rows],
         )
         skip = self.cls.search_settings
         return {k: v for k, v in outcome.params.items() if k not in skip}, outcome.trials
@@ -361,7 +363,14 @@ def run_suite(
     reference = reference_model(config, runs)
     if data is None:
         data = load_benchmark_data(config, runs)
-    folds = make_splits(data.frame, config.split, config.n_folds, config.seed, config.test_fraction)
+    folds = make_splits(
+        data.frame,
+        config.split,
+        config.n_folds,
+        config.seed,
+        config.test_fraction,
+        group=config.group,
+    )
     split = split_table(data.frame, folds)
     evaluated = np.flatnonzero(split["test_fold"].to_numpy() >= 0)
 
@@ -393,6 +402,7 @@ def run_suite(
             tags,
             study_prefix=config.study_name or f"{config.dataset}.{parent}",
             checkpoint_root=_checkpoint_root(config, data, tags, parent),
+            groups=group_labels(data.frame, config.group),
         )
         bar = tqdm(total=len(runs) * len(folds), desc="benchmark", unit="fold", leave=False)
         with bar:

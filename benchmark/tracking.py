@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -267,6 +267,12 @@ class RunLogger:
         import mlflow
 
         mlflow.log_figure(figure, name)
+
+    def file(self, path: Path, artifact_path: str | None = None) -> None:
+        """Log one file as an artifact of the active run."""
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
     def artifacts(self, folder: Path, artifact_path: str) -> None:
         """Log every file of ``folder`` under ``artifact_path``."""

@@ -47,6 +47,7 @@ def tune(
     seed: int,
     study_name: str,
     prunable: bool,
+    groups: np.ndarray | None = None,
 ) -> Tuning:
     """Search ``space`` on song-grouped inner splits of ``(X, y)`` (an outer training part).
 
@@ -72,6 +73,8 @@ def tune(
         The Optuna study (shared by workers when ``optuna_storage`` is a database).
     prunable : bool
         The estimator reports validation losses during training.
+    groups : np.ndarray, optional
+        The split unit of every row of ``X`` (``config.group``); default the song.
 
     Returns
     -------
@@ -82,7 +85,8 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric = METRICS[config.tune_metric]
-    pairs = inner_splits(X["song_id"], config.inner_folds, config.validation_fraction, seed)
+    units = X["song_id"].to_numpy() if groups is None else groups
+    pairs = inner_splits(units, config.inner_folds, config.validation_fraction, seed)
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
         if config.pruning

@@ -192,13 +192,15 @@ def write_chart_files(
     period: str = "weekly",
     n_features: int = 4,
     seed: int = 0,
+    seasonal: int = 0,
 ) -> pd.DataFrame:
     """Chart files in the old spotifycharts.com CSV format, and a descriptor table for them.
 
     Each track has ``n_features`` descriptors; its appeal is ``f0`` plus noise, and it charts
     from a random debut for a few periods in a random subset of regions, with streams that grow
     with the appeal (only the top ``chart_size`` of each chart are listed, as on real charts).
-    Files are ``<cc>/<start>--<end><cc>.csv`` (7 or 1 days apart).
+    Files are ``<cc>/<start>--<end><cc>.csv`` (7 or 1 days apart). The first ``seasonal``
+    tracks chart only in December, every year, near the top (Christmas songs).
 
     Returns
     -------
@@ -216,12 +218,14 @@ def write_chart_files(
     for r, region in enumerate(regions):
         present = rng.random(n_tracks) < 0.7
         for c in range(n_charts):
+            day = start + pd.Timedelta(days=step * c)
             live = present & (debut <= c) & (c < debut + length)
             streams = np.exp(11.0 + appeal + 0.3 * r - 0.2 * (c - debut)) * (
                 1 + rng.random(n_tracks)
             )
+            live[:seasonal] = day.month == 12
+            streams[:seasonal] = np.exp(14.0 + appeal[:seasonal]) * (1 + rng.random(seasonal))
             order = [i for i in np.argsort(-streams) if live[i]][:chart_size]
-            day = start + pd.Timedelta(days=step * c)
             end = day + pd.Timedelta(days=step)
             path = folder / region / f"{day:%Y-%m-%d}--{end:%Y-%m-%d}{region}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
