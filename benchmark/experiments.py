@@ -246,11 +246,18 @@ class ExperimentContext:
         data: BenchmarkData,
         runs: Sequence[ModelRun],
         config: BenchmarkConfig | None = None,
+        intervals: bool = True,
         **changes: Any,
     ) -> Results:
-        """One variant: ``runs`` on ``data`` with the base settings plus ``changes``."""
+        """One variant: ``runs`` on ``data`` with the base settings plus ``changes``.
+
+        Without ``intervals`` the variant's own metrics are point values only (no bootstrap):
+        for variants that :meth:`compare` scores together afterwards, with the same resamples.
+        """
         base = config or self.config
         suite = ",".join(run.name for run in runs)
+        if not intervals:
+            changes["bootstrap"] = 0
         variant = dataclasses.replace(base, suite=suite, reference_model=None, **changes)
         print(f"[{self.experiment.name}] {label}: {suite} on {len(data.frame):,} rows", flush=True)
         started = time.perf_counter()
@@ -447,7 +454,7 @@ def regions_experiment(ctx: ExperimentContext) -> ExperimentResult:
         for run in learners:
             models.setdefault(run.spec.name, {})["region_encoding"] = encoding
         runs = [*ctx.baselines, *learners] if i == 0 else learners
-        results = ctx.run(label, data, runs, models=models)
+        results = ctx.run(label, data, runs, models=models, intervals=False)
         _collect(results, label, names, predictions, folds, kinds)
     reference = f"{names[0]} ({REGION_VARIANTS[0][0]})"
     overall = ctx.compare(data, predictions, folds, reference, kinds, baseline="region_mean")
@@ -717,7 +724,7 @@ def grouping_experiment(ctx: ExperimentContext) -> ExperimentResult:
     kinds: dict[str, str] = {}
     leakage = []
     for group, label in GROUPING_VARIANTS:
-        results = ctx.run(label, data, ctx.runs, group=group)
+        results = ctx.run(label, data, ctx.runs, group=group, intervals=False)
         _collect(results, label, names, predictions, folds, kinds)
         leakage.append(_leakage(data.frame, results.split["test_fold"].to_numpy(), label))
     reference_model = next((r.name for r in ctx.learners), names[0])
@@ -1043,10 +1050,10 @@ def season_experiment(ctx: ExperimentContext) -> ExperimentResult:
     predictions: dict[str, pd.DataFrame] = {}
     folds: dict[str, pd.Series] = {}
     kinds: dict[str, str] = {}
-    with_all = ctx.run("with seasonal tracks", data, ctx.runs)
+    with_all = ctx.run("with seasonal tracks", data, ctx.runs, intervals=False)
     _collect(with_all, "with seasonal tracks", names, predictions, folds, kinds)
     rest = data.subset(~is_seasonal)
-    without = ctx.run("without seasonal tracks", rest, ctx.runs)
+    without = ctx.run("without seasonal tracks", rest, ctx.runs, intervals=False)
     # the subset's rows are numbered afresh: map them back to the full frame's rows
     back = np.flatnonzero(~is_seasonal)
     renamed = _renamed(without, "without seasonal tracks", names)

@@ -313,7 +313,10 @@ def _method(results: Results, data: BenchmarkData) -> list[str]:
             label
             for label, on in (
                 ("horizon not covered by the data", config.drop_incomplete),
-                ("left-censored (on the data's first chart)", config.drop_left_censored),
+                (
+                    "left-censored (a debut in the burn-in at the start of the data)",
+                    config.drop_left_censored,
+                ),
                 ("tracks without the inputs", bool(inputs)),
             )
             if on
