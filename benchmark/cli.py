@@ -108,7 +108,14 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 
     layout = DataLayout(args.data_dir)
     with layout.writing("targets", no_wait=args.no_wait):
-        table = build_targets(args.data_dir, horizon=args.horizon, null_policy=args.null_policy)
+        table = build_targets(
+            args.data_dir,
+            horizon=args.horizon,
+            null_policy=args.null_policy,
+            burn_in_days=args.burn_in_days,
+            reentry_gap_days=args.reentry_gap_days,
+            uncharted=args.uncharted,
+        )
     print(
         f"wrote {layout.popularity.path}: {len(table):,} (track, region, period) rows, "
         f"horizon {args.horizon}, null policy {args.null_policy}"
@@ -121,7 +128,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     with DataLayout(args.out).writing("demo", no_wait=args.no_wait):
         out = make_demo(
-            args.out, songs=args.songs, regions=args.regions, seed=args.seed, null=args.null
+            args.out,
+            songs=args.songs,
+            regions=args.regions,
+            seed=args.seed,
+            null=args.null,
+            signal=args.signal,
+            popularity_seed=args.popularity_seed,
         )
     print(f"demo dataset written to {out}")
     return 0
@@ -452,6 +465,25 @@ def build_parser() -> argparse.ArgumentParser:
         default="missing",
         help="value of off-chart periods: missing=NaN (masked), zero, floor=region's lowest charted streams",
     )
+    p.add_argument(
+        "--burn-in-days",
+        type=int,
+        default=28,
+        help="a debut this close to the start of a region's data is left-censored (default 28)",
+    )
+    p.add_argument(
+        "--reentry-gap-days",
+        type=int,
+        default=365,
+        help="a debut this long after the track first charted anywhere, or after its release, "
+        "is a re-entry (default 365)",
+    )
+    p.add_argument(
+        "--uncharted",
+        action="store_true",
+        help="also write rows (charted = false) for catalog tracks with audio that never charted "
+        "in a region: the two-part targets, see docs/targets.md",
+    )
 
     # demo
     p = add(
@@ -471,6 +503,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--null",
         action="store_true",
         help="make popularity independent of everything audible (a negative control)",
+    )
+    p.add_argument(
+        "--signal",
+        default="realistic",
+        help="strength of the audio signal: realistic (calibrated to real charts), strong (a "
+        "pipeline check: models must find it), or the share of within-region variance the "
+        "audio explains, in [0, 1] (default realistic)",
+    )
+    p.add_argument(
+        "--popularity-seed",
+        type=int,
+        default=None,
+        help="a new draw of popularity for the same songs and audio (default: --seed)",
     )
     p.add_argument(
         "--no-wait", action="store_true", help="fail at once if another command writes --out"

@@ -180,7 +180,8 @@ def run_control(
                 suite=",".join(names),
                 reference_model=names[0],
                 dataset=f"{config.dataset}-control",
-                results_dir=Path(config.results_dir) / "control-runs",
+                final_models=False,
+                write_report=False,
             )
             results = run_suite(seeded, trial)
             table = results.metrics

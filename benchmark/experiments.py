@@ -47,10 +47,10 @@ import pandas as pd
 from ..features.charts import read_streams
 from ..features.errors import DataError
 from ..features.layout import DataLayout, write_text_atomic
-from ..features.targets import PERIOD_DAYS, compute_targets, curve_statistics
+from ..features.targets import PERIOD_DAYS, TARGETS, compute_targets
 from .config import BenchmarkConfig
 from .data import BenchmarkData, load_benchmark_data
-from .metrics import METRICS, evaluate
+from .metrics import CURVE_TARGET, METRICS, evaluate
 from .registry import ModelRun
 from .report import markdown_table, pivot
 from .results import Results
@@ -258,7 +258,14 @@ class ExperimentContext:
         suite = ",".join(run.name for run in runs)
         if not intervals:
             changes["bootstrap"] = 0
-        variant = dataclasses.replace(base, suite=suite, reference_model=None, **changes)
+        variant = dataclasses.replace(
+            base,
+            suite=suite,
+            reference_model=None,
+            write_report=False,
+            final_models=False,
+            **changes,
+        )
         print(f"[{self.experiment.name}] {label}: {suite} on {len(data.frame):,} rows", flush=True)
         started = time.perf_counter()
         results = run_suite(
@@ -266,8 +273,6 @@ class ExperimentContext:
             data,
             run_name=f"{self.experiment.name}: {label}",
             tags={"experiment": self.experiment.name, "variant": label},
-            write_results=False,
-            final_models=False,
         )
         self.variant_seconds[label] = time.perf_counter() - started
         return results
@@ -565,6 +570,13 @@ def _method(ctx: ExperimentContext, data: BenchmarkData) -> list[str]:
 
 # --- null policy ----------------------------------------------------------------------------------
 
+POLICY_TARGETS = {
+    "missing": "log1p_charted_sum",
+    "zero": "log1p_charted_sum",
+    "floor": "log1p_floor_sum",
+}
+"""Each null policy and the scalar target its curve sums to."""
+
 
 @register_experiment(
     "null-policy",
@@ -580,26 +592,22 @@ def null_policy_experiment(ctx: ExperimentContext) -> ExperimentResult:
     sums: dict[str, pd.Series] = {}
     rankings: dict[str, list[str]] = {}
     data = None
-    for policy in ("missing", "zero", "floor"):
+    for policy, target in POLICY_TARGETS.items():
         pop = compute_targets(
             streams, horizon=ctx.config.horizon, null_policy=policy, catalog=catalog
         )
-        curves = np.vstack(pop["curve"].to_numpy())  # (N, H) raw streams, policy-filled
-        # the scalar target under this policy is the sum of the curve it gives: the charted
-        # streams for missing and zero, plus the floor of every off-chart period for floor
-        pop["sum"] = curve_statistics(curves)["sum"]
-        data, config = ctx.load(pop, null_policy=policy, targets=["log1p_sum"])
+        data, config = ctx.load(pop, null_policy=policy, targets=[target])
         results = ctx.run(policy, data, ctx.runs, config)
         table = results.metrics.copy()
         reference = results.metrics["reference"].dropna()
         tables[policy] = table
         key = data.frame["track_id"] + "|" + data.frame["region"]
-        sums[policy] = pd.Series(data.frame["log1p_sum"].to_numpy(), index=key)
+        sums[policy] = pd.Series(data.frame[target].to_numpy(), index=key)
         period_rows = pop[pop["period"] == ctx.config.period]
         used = (period_rows["track_id"] + "|" + period_rows["region"]).isin(set(key)).to_numpy()
-        stats_rows.append(_target_stats(policy, period_rows[used]))
+        stats_rows.append(_target_stats(policy, target, period_rows[used]))
         for metric in ("spearman_region", "r2_region"):
-            ranked = table[(table.target == "log1p_sum") & (table.metric == metric)]
+            ranked = table[(table.target == target) & (table.metric == metric)]
             ranked = ranked[np.isfinite(ranked["value"])].sort_values("value", ascending=False)
             rankings[f"{policy}, {metric}"] = list(ranked["model"])
         sections.append(
@@ -620,9 +628,9 @@ def null_policy_experiment(ctx: ExperimentContext) -> ExperimentResult:
         same = float(np.mean(np.isclose(sums[a].loc[common], sums[b].loc[common])))
         agreement.append(f"| {a} vs {b} | {rho:.3f} | {same:.1%} |")
     target_table = [
-        "| policy | rows | window cells charted | off-chart cells filled | cells missing (NaN) "
-        "| mean log1p_sum | median log1p_sum |",
-        "|---|---|---|---|---|---|---|",
+        "| policy | scalar target | rows | window cells charted | off-chart cells filled | "
+        "cells missing (NaN) | mean | median |",
+        "|---|---|---|---|---|---|---|---|",
         *stats_rows,
     ]
     order = [f"- {key}: " + " > ".join(models) for key, models in rankings.items()]
@@ -631,13 +639,13 @@ def null_policy_experiment(ctx: ExperimentContext) -> ExperimentResult:
         for metric in ("spearman_region", "r2_region")
     )
     reading = [
-        "The order of the models on log1p_sum (by spearman_region, where region_mean and "
-        "global_mean are n/a, and by r2_region) is "
+        "The order of the models on each policy's scalar target (by spearman_region, where "
+        "region_mean and global_mean are n/a, and by r2_region) is "
         + ("the same under every policy:" if same else "NOT the same under every policy:"),
         "\n".join(order),
         "`missing` and `zero` give the same scalar target by definition (a sum skips a missing "
-        "period and adds nothing for a zero); with the same rows, folds and seeds their "
-        "log1p_sum results are "
+        "period and adds nothing for a zero: both are log1p_charted_sum); with the same rows, "
+        "folds and seeds their scalar results are "
         + (
             "identical"
             if _same_scalar_results(tables["missing"], tables["zero"])
@@ -650,7 +658,7 @@ def null_policy_experiment(ctx: ExperimentContext) -> ExperimentResult:
             "Targets",
             [
                 "\n".join(target_table),
-                "Spearman correlation of log1p_sum between policies (same rows) and the share of "
+                "Spearman correlation of the scalar targets between policies (same rows) and the share of "
                 "rows whose value is unchanged:\n\n| policies | Spearman | unchanged |\n|---|---|---|\n"
                 + "\n".join(agreement),
             ],
@@ -662,10 +670,10 @@ def null_policy_experiment(ctx: ExperimentContext) -> ExperimentResult:
         *_method(ctx, data),
         "variants: targets rebuilt in memory with each null policy "
         "(`features.targets.compute_targets`); the scalar target is log1p of the sum of the "
-        "policy's curve (charted streams for missing and zero; plus the chart's floor in every "
-        "off-chart period for floor, i.e. `sum_floor`); log1p_debut does not depend on the "
-        "policy (the debut period is charted) and is left out; the curve metrics compare the "
-        "policy's own curves",
+        "policy's curve: log1p_charted_sum for missing and zero (a missing or zero period adds "
+        "nothing), log1p_floor_sum for floor (every off-chart period at the chart's floor); "
+        "log1p_debut does not depend on the policy (the debut period is charted) and is left "
+        "out; the curve metrics compare the policy's own curves",
         "the reference of each policy's paired differences is the suite's first classical model",
     ]
     tidy = {f"policy {p}": t for p, t in tables.items()}
@@ -675,25 +683,25 @@ def null_policy_experiment(ctx: ExperimentContext) -> ExperimentResult:
 
 
 def _same_scalar_results(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Whether two runs' log1p_sum metrics agree to the last digit that matters."""
-    key = ["model", "metric"]
-    left = a[a.target == "log1p_sum"].set_index(key)["value"].sort_index()
-    right = b[b.target == "log1p_sum"].set_index(key)["value"].sort_index()
+    """Whether two runs' scalar-target metrics agree to the last digit that matters."""
+    key = ["model", "target", "metric"]
+    left = a[a.target != CURVE_TARGET].set_index(key)["value"].sort_index()
+    right = b[b.target != CURVE_TARGET].set_index(key)["value"].sort_index()
     return left.index.equals(right.index) and bool(
         np.allclose(left.to_numpy(), right.to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True)
     )
 
 
-def _target_stats(policy: str, pop: pd.DataFrame) -> str:
+def _target_stats(policy: str, target: str, pop: pd.DataFrame) -> str:
     """One Markdown row: how much of the window is charted, filled, unknown under a policy."""
-    curves = np.vstack(pop["curve"].to_numpy())  # (N, H) raw streams
+    curves = np.vstack(pop["curve"].to_numpy())  # (N, H) raw streams, policy-filled
     finite = np.isfinite(curves)
     charted = pop["periods_on_chart"].to_numpy(dtype=float)
     filled = (finite.sum(axis=1) - charted).sum() / curves.size
-    y = np.log1p(curve_statistics(curves)["sum"])
+    y = np.log1p(pop[TARGETS[target]].to_numpy(dtype=float))
     return (
-        f"| {policy} | {len(pop):,} | {charted.sum() / curves.size:.1%} | {filled:.1%} | "
-        f"{1 - finite.mean():.1%} | {np.mean(y):.3f} | {np.median(y):.3f} |"
+        f"| {policy} | {target} | {len(pop):,} | {charted.sum() / curves.size:.1%} | "
+        f"{filled:.1%} | {1 - finite.mean():.1%} | {np.mean(y):.3f} | {np.median(y):.3f} |"
     )
 
 
@@ -802,6 +810,8 @@ def _leakage(frame: pd.DataFrame, test_fold: np.ndarray, label: str) -> str:
 # --- horizon ------------------------------------------------------------------------------------
 
 HORIZON_WEEKS = (4, 13, 26, 52)
+HORIZON_TARGET = "log1p_charted_sum"
+"""The target whose horizon varies (streams of the charted weeks within the horizon)."""
 
 
 @register_experiment(
@@ -840,7 +850,9 @@ def horizon_experiment(ctx: ExperimentContext) -> ExperimentResult:
         pop = populations[weeks]
         kept = [(t, r) in keys for t, r in zip(pop["track_id"], pop["region"], strict=True)]
         data, config = ctx.load(
-            pop[np.asarray(kept)], horizon=int(pop["curve"].iloc[0].shape[0]), targets=["log1p_sum"]
+            pop[np.asarray(kept)],
+            horizon=int(pop["curve"].iloc[0].shape[0]),
+            targets=[HORIZON_TARGET],
         )
         label = f"{weeks} weeks"
         results = ctx.run(label, data, ctx.runs, config)
@@ -852,9 +864,9 @@ def horizon_experiment(ctx: ExperimentContext) -> ExperimentResult:
                 continue
             cells = [
                 _plain_interval(
-                    _value(table, model, "log1p_sum", metric, "value"),
-                    _value(table, model, "log1p_sum", metric, "ci_low"),
-                    _value(table, model, "log1p_sum", metric, "ci_high"),
+                    _value(table, model, HORIZON_TARGET, metric, "value"),
+                    _value(table, model, HORIZON_TARGET, metric, "ci_low"),
+                    _value(table, model, HORIZON_TARGET, metric, "ci_high"),
                 )
                 for metric in ("spearman_region", "r2_region")
             ]
@@ -863,8 +875,8 @@ def horizon_experiment(ctx: ExperimentContext) -> ExperimentResult:
             )
     assert data is not None
     summary = [
-        "| weeks | rows with this window complete | model | spearman_region (log1p_sum) | "
-        "r2_region (log1p_sum) |",
+        f"| weeks | rows with this window complete | model | spearman_region ({HORIZON_TARGET}) "
+        f"| r2_region ({HORIZON_TARGET}) |",
         "|---|---|---|---|---|",
         *summary_rows,
     ]
@@ -890,7 +902,8 @@ def horizon_experiment(ctx: ExperimentContext) -> ExperimentResult:
             f"{w} weeks ({h} {ctx.config.period} periods)"
             for w, h in zip(HORIZON_WEEKS, horizons, strict=True)
         )
-        + "; target log1p_sum (log1p_debut does not depend on the horizon and is left out); the "
+        + f"; target {HORIZON_TARGET} (log1p_debut does not depend on the horizon and is left "
+        "out); the "
         "curve metrics compare curves of each horizon's length",
         "within each horizon, paired differences against the suite's first classical model",
     ]
@@ -906,6 +919,8 @@ def _usable(pop: pd.DataFrame, config: BenchmarkConfig) -> np.ndarray:
         keep &= pop["complete_horizon"].astype(bool).to_numpy()
     if config.drop_left_censored:
         keep &= ~pop["left_censored"].astype(bool).to_numpy()
+    if config.drop_reentries:
+        keep &= ~pop["reentry"].astype(bool).to_numpy()
     if "charted" in pop:
         keep &= pop["charted"].astype(bool).to_numpy()
     return keep

@@ -23,8 +23,8 @@ import pandas as pd
 
 from ..features.feature_sets import available_feature_sets
 from ..features.layout import DataLayout, write_text_atomic
-from .data import BenchmarkData
-from .metrics import CURVE_TARGET, METRICS
+from .data import LEFT_OUT, BenchmarkData
+from .metrics import CURVE_TARGET, ordered_metrics
 from .plots import (
     plot_curve_rmse_by_step,
     plot_curves_by_region,
@@ -34,6 +34,7 @@ from .plots import (
     plot_region_spearman,
 )
 from .results import Results
+from .splits import describe_groups, group_labels
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 SUMMARY_COLUMNS = [
@@ -56,7 +57,9 @@ SUMMARY_COLUMNS = [
     "n_rows",
     "n_songs",
 ]
-TERMINAL_METRICS = ("rmse", "r2", "spearman", "spearman_region", "top10_precision")
+TERMINAL_METRICS = ("spearman_region", "r2_region", "rmse", "spearman", "top10_precision")
+"""The terminal's columns: within-region metrics (the headline) first; every metric is in the
+CSV, the Markdown and the HTML."""
 
 
 # --- the pivot ----------------------------------------------------------------------------------
@@ -145,8 +148,8 @@ def pivot(
     metrics : Sequence[str], optional
         Metric columns in order (default: every registered metric the table has).
     lead : str, optional
-        The metric whose paired difference the table shows (default ``spearman`` when shown,
-        else the first metric).
+        The metric whose paired difference the table shows (default: the first metric shown,
+        within-region metrics first).
 
     Returns
     -------
@@ -154,13 +157,10 @@ def pivot(
         In target order.
     """
     out = []
-    order = list(metrics or METRICS)
+    order = ordered_metrics(metrics)
     for target, rows in table.groupby("target", sort=False):
         shown = [m for m in order if m in set(rows.metric)] or list(dict.fromkeys(rows.metric))
-        if lead in shown:
-            chosen = lead
-        else:
-            chosen = "spearman" if "spearman" in shown else shown[0]
+        chosen = lead if lead in shown else shown[0]
         # the run's reference model; a target it does not predict (curves) is compared with
         # the baseline (region_mean) instead
         prefix = "" if rows["reference"].notna().any() else "baseline_"
@@ -210,7 +210,7 @@ def summarize_data(layout: DataLayout) -> list[tuple[str, str]]:
         return []
     streams = layout.streams.read(["region", "period", "chart_date"])
     catalog = layout.catalog.read(["track_id", "song_id"])
-    popularity = layout.popularity.read(["left_censored", "complete_horizon"])
+    popularity = layout.popularity.read()
     clips = layout.clips.read(["track_id"], missing_ok=True)
     failures = len(layout.extract_errors.read()) if layout.extract_errors.exists() else 0
     regions = sorted(streams["region"].unique().tolist())
@@ -222,8 +222,12 @@ def summarize_data(layout: DataLayout) -> list[tuple[str, str]]:
         ("chart dates", f"{streams['chart_date'].nunique():,}"),
         ("(track, region, period) targets", f"{len(popularity):,}"),
         (
-            "left-censored (on the first chart of the data)",
+            "left-censored (debut within the burn-in at the start of the data)",
             f"{int(popularity['left_censored'].sum()):,}",
+        ),
+        (
+            "re-entries (a debut long after the first chart entry or the release)",
+            f"{int(popularity['reentry'].sum()):,}" if "reentry" in popularity else "not flagged",
         ),
         (
             "horizon not covered by the data",
@@ -303,6 +307,10 @@ def _method(results: Results, data: BenchmarkData) -> list[str]:
             else "; the oracle is the generator's noise-free appeal, calibrated (not a bound)"
         )
     )
+    groups = [describe_groups(group_labels(data.frame, "song")).line("song")]
+    if config.group != "song":
+        groups.append(describe_groups(group_labels(data.frame, config.group)).line(config.group))
+    compared = int(np.isfinite(results.metrics["diff_ci_low"]).sum())
     return [
         f"dataset: `{data.data_dir or 'in memory'}`, fingerprint `{data.fingerprint[:16]}`, "
         f"{len(data.frame):,} (track, region) rows, {data.frame['song_id'].nunique():,} songs, "
@@ -310,25 +318,23 @@ def _method(results: Results, data: BenchmarkData) -> list[str]:
         f"chart period: {config.period}; targets over {config.horizon} {unit} from the debut "
         f"(null policy {config.null_policy}); rows left out: "
         + ", ".join(
-            label
-            for label, on in (
-                ("horizon not covered by the data", config.drop_incomplete),
-                (
-                    "left-censored (a debut in the burn-in at the start of the data)",
-                    config.drop_left_censored,
-                ),
-                ("tracks without the inputs", bool(inputs)),
-            )
-            if on
+            [reason for switch, (_, _, reason) in LEFT_OUT.items() if getattr(config, switch)]
+            + (["tracks without the inputs"] if inputs else [])
         ),
         reference,
         f"inputs (through Feast): {inputs or 'none'}",
-        f"split: {split}",
+        f"split: {split}; the split unit is the {config.group}: " + "; ".join(groups),
         f"tuning: {tuning}",
         f"intervals: 95% bootstrap over songs, {config.bootstrap} resamples (seed {config.seed}); "
         "differences are paired (same resamples for every model) against the reference model "
         f"`{results.best_classical or 'none'}`, fixed before the run (never chosen on the test "
         "folds)",
+        f"comparisons: {compared} paired intervals against the reference (every model x target x "
+        f"metric); at 95% each, about {compared / 20:.0f} of them would exclude 0 by chance "
+        "even if no model differed, so read single borderline intervals with care",
+        "headline metrics are within-region (spearman_region: Spearman within each region and "
+        "fold, averaged with weights proportional to rows; r2_region: 1 - SSE / the squared "
+        "deviations from each region's mean); pooled metrics follow",
         "rank metrics (spearman, spearman_region, top10_precision) are computed within each "
         "outer fold (the rows one fitted model ranked) and averaged; n/a: the model's "
         "predictions carry no ranking there",
@@ -499,7 +505,13 @@ def write_plots(results: Results, data: BenchmarkData, out: Path) -> list[Path]:
         )
         plots.append(
             _save(
-                plot_region_spearman(truth[target], truth["region"], preds, target),
+                plot_region_spearman(
+                    truth[target],
+                    truth["region"],
+                    preds,
+                    target,
+                    results.split["test_fold"][evaluated],
+                ),
                 out / f"region_spearman_{target}.png",
             )
         )

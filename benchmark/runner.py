@@ -210,12 +210,12 @@ class _ModelFits:
             fit_predict,
             self.X.iloc[rows],
             self.y.iloc[rows],
+            self.ctx.groups[rows],
             self.ctx.data.targets,
             self.ctx.config,
             seed,
             study,
             self.cls.reports_progress,
-            groups=self.ctx.groups[rows],
         )
         skip = self.cls.search_settings
         return {k: v for k, v in outcome.params.items() if k not in skip}, outcome.trials
@@ -267,12 +267,11 @@ class _ModelFits:
         return importance
 
 
-def _run_model(
-    run: ModelRun, folds: list[Fold], ctx: _Context, bar: Any, final: bool = True
-) -> tuple:
+def _run_model(run: ModelRun, folds: list[Fold], ctx: _Context, bar: Any) -> tuple:
     """Every fold of one model, in its own MLflow child run; returns (predictions, importance).
 
-    With ``final``, a LightGBM-like model is tuned and fitted once more on all rows and logged.
+    With ``config.final_models``, a LightGBM-like model is tuned and fitted once more on all
+    rows and logged.
     """
     fits = _ModelFits(run, ctx)
     logger = ctx.logger
@@ -286,8 +285,8 @@ def _run_model(
     oof = pd.concat(predictions).sort_index()
     ids = ctx.data.frame.loc[oof.index, list(ID_COLUMNS)]
     logger.frame(ids.join(oof.add_prefix("pred_")).reset_index(names="row"), "predictions.csv")
-    logs_model = run.spec.estimator.logs_model == "lightgbm"
-    importance = fits.final() if final and logs_model else None
+    final = ctx.config.final_models and run.spec.estimator.logs_model == "lightgbm"
+    importance = fits.final() if final else None
     return oof, importance, fits.tuned
 
 
@@ -330,8 +329,6 @@ def run_suite(
     *,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
-    write_results: bool = True,
-    final_models: bool = True,
 ) -> Results:
     """Run every model of the configured suite on the same song-grouped folds.
 
@@ -345,12 +342,6 @@ def run_suite(
         Name of the MLflow parent run (default ``<suite>-<profile>-seed<seed>``).
     tags : dict[str, str], optional
         Extra tags of every MLflow run of this call (e.g. an experiment and its variant).
-    write_results : bool
-        Write ``results/<dataset>/`` (an experiment's variants write their own page instead; the
-        metrics table still goes to MLflow as ``summary.csv``).
-    final_models : bool
-        Tune, fit and log each LightGBM-like model once more on all rows (the model artefact
-        and its feature importance; not used by any metric).
 
     Returns
     -------
@@ -363,6 +354,7 @@ def run_suite(
     reference = reference_model(config, runs)
     if data is None:
         data = load_benchmark_data(config, runs)
+    groups = group_labels(data.frame, config.group)
     folds = make_splits(
         data.frame,
         config.split,
@@ -402,7 +394,7 @@ def run_suite(
             tags,
             study_prefix=config.study_name or f"{config.dataset}.{parent}",
             checkpoint_root=_checkpoint_root(config, data, tags, parent),
-            groups=group_labels(data.frame, config.group),
+            groups=groups,
         )
         bar = tqdm(total=len(runs) * len(folds), desc="benchmark", unit="fold", leave=False)
         with bar:
@@ -418,9 +410,7 @@ def run_suite(
                 model_started = time.perf_counter()
                 with logger.run(run.name, run_tags) as child:
                     child_ids[run.name] = child
-                    predictions[run.name], importance, tuned = _run_model(
-                        run, folds, ctx, bar, final=final_models
-                    )
+                    predictions[run.name], importance, tuned = _run_model(run, folds, ctx, bar)
                 timings[f"fit {run.name}"] = time.perf_counter() - model_started
                 if importance is not None:
                     importances[run.name] = importance
@@ -457,9 +447,9 @@ def run_suite(
             tags=tags,
         )
         results.timings = timings
-        if write_results:
+        results.seconds = time.perf_counter() - started
+        if config.write_report:
             report_started = time.perf_counter()
-            results.seconds = time.perf_counter() - started
             results.results_dir = write_report(results, data)
             logger.artifacts(results.results_dir, "report")
             timings["report"] = time.perf_counter() - report_started

@@ -86,7 +86,7 @@ def _default_artifact_location(tracking_uri: str, experiment: str) -> str | None
 
 
 def metric_key(target: str, metric: str, suffix: str = "") -> str:
-    """MLflow metric key, e.g. ``log1p_sum.spearman.ci_low``.
+    """MLflow metric key, e.g. ``log1p_charted_sum.spearman.ci_low``.
 
     Parameters
     ----------
@@ -385,7 +385,7 @@ class RunLogger:
 
 def _model_name(name: str) -> str:
     """A logged-model name MLflow accepts (``lightgbm[essentia]`` -> ``lightgbm-essentia``)."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name.replace("]", "")).strip("-")
 
 
 # --- the UI -----------------------------------------------------------------------------------

@@ -42,12 +42,12 @@ def tune(
     fit_predict: Callable[..., pd.DataFrame],
     X: pd.DataFrame,
     y: pd.DataFrame,
+    groups: np.ndarray,
     targets: list[str],
     config: BenchmarkConfig,
     seed: int,
     study_name: str,
     prunable: bool,
-    groups: np.ndarray | None = None,
 ) -> Tuning:
     """Search ``space`` on song-grouped inner splits of ``(X, y)`` (an outer training part).
 
@@ -62,6 +62,8 @@ def tune(
         ``report(step, validation_loss)`` is None when pruning is off.
     X, y : pandas.DataFrame
         The rows the search may see (``y`` as the model is fitted on, curves included).
+    groups : np.ndarray
+        The split unit of each row (the outer split's grouping): inner splits keep it together.
     targets : list[str]
         The scalar targets the trials are scored on (the tuning metric, averaged).
     config : BenchmarkConfig
@@ -73,8 +75,6 @@ def tune(
         The Optuna study (shared by workers when ``optuna_storage`` is a database).
     prunable : bool
         The estimator reports validation losses during training.
-    groups : np.ndarray, optional
-        The split unit of every row of ``X`` (``config.group``); default the song.
 
     Returns
     -------
@@ -85,8 +85,7 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric = METRICS[config.tune_metric]
-    units = X["song_id"].to_numpy() if groups is None else groups
-    pairs = inner_splits(units, config.inner_folds, config.validation_fraction, seed)
+    pairs = inner_splits(groups, config.inner_folds, config.validation_fraction, seed)
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
         if config.pruning
@@ -116,10 +115,11 @@ def tune(
 
             Xv, yv = X.iloc[val_rows], y.iloc[val_rows]
             pred = fit_predict(params, X.iloc[fit_rows], y.iloc[fit_rows], Xv, yv, report)
-            scores += [
-                metric(yv[t].to_numpy(), pred[t].to_numpy(), Xv["region"].to_numpy())
-                for t in targets
-            ]
+            for t in targets:
+                truth = yv[t].to_numpy(dtype=float)
+                seen = np.isfinite(truth)  # two-part targets are NaN where not defined
+                regions = Xv["region"].to_numpy()[seen]
+                scores.append(metric(truth[seen], pred[t].to_numpy()[seen], regions))
         return float(np.nanmean(scores))
 
     study.optimize(objective, n_trials=config.n_trials)

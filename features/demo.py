@@ -561,7 +561,7 @@ def make_demo(
     seed: int = 0,
     null: bool = False,
     *,
-    signal: str | float = "strong",
+    signal: str | float = "realistic",
     popularity_seed: int | None = None,
     weeks: int = DEFAULT_WEEKS,
     top_n: int = DEFAULT_TOP_N,

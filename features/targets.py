@@ -74,6 +74,22 @@ POPULARITY_COLUMNS = [
 ]
 
 
+TARGETS = {
+    "log1p_charted_sum": "sum",
+    "log1p_floor_sum": "sum_floor",
+    "log1p_debut": "debut",
+}
+"""The scalar model targets and the popularity statistic each is ``log1p`` of: the streams of
+the charted periods within the horizon (a lower bound of the track's streams), the same with
+every off-chart period inside the data filled with the chart's floor (an upper bound), and the
+debut period's streams. See docs/targets.md."""
+
+
+CHARTED = "charted"
+"""The classification target of the two-part option: 1 when the track charted in the region
+within the data, 0 for the ``charted = false`` rows (docs/targets.md, "Two-part targets")."""
+
+
 def curve_columns(columns: Iterable[str]) -> list[str]:
     """The ``curve_<h>`` columns in period order (numeric, so ``curve_100`` follows ``curve_99``).
 
@@ -513,7 +529,7 @@ def build_targets(
         Periods without any chart data are NaN under every policy.
     catalog
         The catalog frame (release dates for ``reentry``; tracks with audio for ``uncharted``),
-        see :func:`compute_targets`.
+        see :func:`compute_targets`; default: the data dir's catalog when it has one.
     burn_in_days, reentry_gap_days, uncharted
         See :func:`compute_targets`.
 
@@ -535,6 +551,8 @@ def build_targets(
         "reentry_gap_days": int(reentry_gap_days),
         "uncharted": bool(uncharted),
     }
+    if catalog is None and layout.catalog.exists():
+        catalog = layout.catalog.read()
     table = compute_targets(
         read_streams(layout), horizon=horizon, null_policy=null_policy, catalog=catalog, **settings
     )
@@ -551,10 +569,12 @@ def build_targets(
 
 __all__ = [
     "BURN_IN_DAYS",
+    "CHARTED",
     "NULL_POLICIES",
     "POPULARITY_COLUMNS",
     "RANK_METRICS",
     "REENTRY_GAP_DAYS",
+    "TARGETS",
     "build_targets",
     "compute_targets",
     "curve_columns",

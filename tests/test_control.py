@@ -24,8 +24,8 @@ def test_song_permutation_keeps_values_and_breaks_the_link() -> None:
     # every row of a song carries one (other) song's features
     per_song = permuted.columns.groupby(data.frame["song_id"])["lowlevel.f0"].nunique()
     assert (per_song == 1).all()
-    signal = np.corrcoef(original["lowlevel.f0"], data.frame["log1p_sum"])[0, 1]
-    broken = np.corrcoef(permuted.columns["lowlevel.f0"], data.frame["log1p_sum"])[0, 1]
+    signal = np.corrcoef(original["lowlevel.f0"], data.frame["log1p_charted_sum"])[0, 1]
+    broken = np.corrcoef(permuted.columns["lowlevel.f0"], data.frame["log1p_charted_sum"])[0, 1]
     assert signal > 0.5 and abs(broken) < 0.3
 
 

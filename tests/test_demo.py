@@ -346,11 +346,14 @@ def test_popularity_seed_keeps_songs_ids_and_attributes(tmp_path: Path) -> None:
         make_demo(tmp_path / "c", popularity_seed=-1, **quiet, **small)
 
 
-def test_strong_is_the_default_and_the_share_is_what_the_truth_shows(tmp_path: Path) -> None:
+def test_realistic_is_the_default_and_the_share_is_what_the_truth_shows(tmp_path: Path) -> None:
     quiet = {"progress": lambda _: None, "audio": False}
     small = {"songs": 30, "regions": 2, "weeks": 10, "seed": 5}
-    default = _digests(make_demo(tmp_path / "d", **quiet, **small))
-    for signal in ("strong", 1.0 / 1.64):
+    realistic = _digests(make_demo(tmp_path / "r", signal="realistic", **quiet, **small))
+    assert _digests(make_demo(tmp_path / "d", **quiet, **small)) == realistic
+    # the strong preset is the original planted signal, named or as its share
+    default = _digests(make_demo(tmp_path / "s", signal="strong", **quiet, **small))
+    for signal in (1.0 / 1.64,):
         assert _digests(make_demo(tmp_path / str(signal), signal=signal, **quiet, **small)) == {
             **default,
             "raw/demo.json": _digests(tmp_path / str(signal))["raw/demo.json"],
@@ -440,7 +443,7 @@ def test_null_demo_is_independent_of_everything_audible(tmp_path: Path) -> None:
     non-null demo at zero audio share and the taste of the strong demo."""
     null = make_demo(tmp_path / "null", null=True, seed=1, **LARGE)
     offsets_only = make_demo(tmp_path / "offsets", signal=0.0, seed=1, **LARGE)
-    strong = make_demo(tmp_path / "strong", seed=1, **LARGE)
+    strong = make_demo(tmp_path / "strong", signal="strong", seed=1, **LARGE)
     alpha = 0.001
 
     for out, independent in ((null, True), (offsets_only, False)):

@@ -265,7 +265,7 @@ def test_curve_columns_are_in_period_order_past_two_digits() -> None:
     names = [f"curve_{h:02d}" for h in range(120)]
     shuffled = sorted(names)  # lexicographic: curve_100 before curve_11
     assert shuffled != names
-    assert curve_columns([*shuffled, "log1p_sum", "curve_x"]) == names
+    assert curve_columns([*shuffled, "log1p_charted_sum", "curve_x"]) == names
 
 
 def test_each_model_can_be_scored_within_its_own_folds() -> None:
