@@ -67,10 +67,6 @@ class BenchmarkConfig:
         Outer song-grouped folds (``split = "kfold"``).
     split : str
         ``kfold`` (song-grouped K-fold) or ``temporal`` (train on earlier debuts, test on later).
-    group : str
-        The unit that never straddles a split, outer and inner (``benchmark.splits.GROUPINGS``):
-        ``song`` (default: no version of a test song in training), ``artist``, ``main_artist``,
-        ``track`` or ``row`` (careless splits, for the ``grouping`` experiment).
     test_fraction : float
         Share of songs in the test part of the temporal split.
     inner_folds : int
@@ -153,7 +149,6 @@ class BenchmarkConfig:
     seed: int = 0
     n_folds: int = 5
     split: str = "kfold"
-    group: str = "song"
     test_fraction: float = 0.2
     inner_folds: int = 0
     validation_fraction: float = 0.2
@@ -193,8 +188,6 @@ class BenchmarkConfig:
             problems.append(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if self.split not in SPLITS:
             problems.append(f"split must be one of {SPLITS}, got {self.split!r}")
-        if self.group not in GROUPINGS:
-            problems.append(f"group must be one of {GROUPINGS}, got {self.group!r}")
         if self.split == "kfold" and self.n_folds < 2:
             problems.append(f"n_folds must be at least 2, got {self.n_folds}")
         if not 0.0 < self.test_fraction < 1.0:
