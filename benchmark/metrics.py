@@ -91,7 +91,14 @@ def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray
 
 
 def _weighted_spearman(y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    if _constant(y_true) or _constant(y_pred):  # no ranking in any resample: skip the ranks
+        return np.full(w.shape[0], np.nan)
     return _weighted_pearson(_weighted_ranks(y_true, w), _weighted_ranks(y_pred, w), w)
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Whether every value is the same (then every resample of them is constant too)."""
+    return len(values) == 0 or bool(values.min() == values.max())
 
 
 MIN_CELL_ROWS = 2
@@ -370,6 +377,8 @@ class TopHitPrecision(Metric):
 
     def batch(self, y_true, y_pred, w, regions, folds):
         def precision(r: np.ndarray) -> np.ndarray:
+            if _constant(y_pred[r]) or _constant(y_true[r]):  # n/a in every resample
+                return np.full(w.shape[0], np.nan)
             wr = w[:, r]
             predicted = _top_share(y_pred[r], wr, TOP_FRACTION)
             actual = _top_share(y_true[r], wr, TOP_FRACTION)
