@@ -479,7 +479,11 @@ def regions_experiment(ctx: ExperimentContext) -> ExperimentResult:
             f"{_diff_sentence(overall, blind, target)}."
         )
     for target in data.targets:
-        block = _region_table(regional, target, reference, [separate, onehot, blind])
+        block = (
+            f"Model: {names[0]}. Each cell: value [95% interval] of the reference, then the "
+            "paired difference of each variant minus the reference, on the region's rows.\n\n"
+            + _region_table(regional, target, reference, [separate, onehot, blind])
+        )
         counts = _region_counts(regional, target, separate)
         reading.append(
             f"- {target}, region by region: one model per region is better (interval above 0) "
@@ -516,7 +520,16 @@ def _region_table(
     """Regions as rows: rows, the reference's value and each other label's paired difference
     (region_mean is left out: it cannot rank within a region)."""
     rows = regional[regional.target == target]
-    header = ["region", "rows", reference, *[f"{o} - reference" for o in others]]
+
+    def short(label: str) -> str:  # "lightgbm[x] (one model per region)" -> the variant
+        return label[label.index("(") + 1 : -1] if label.endswith(")") and "(" in label else label
+
+    header = [
+        "region",
+        "rows",
+        f"{short(reference)} (reference)",
+        *[f"{short(o)} minus reference" for o in others],
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for region, part in rows.groupby("region", sort=True):
         by_model = part.set_index("model")
