@@ -85,6 +85,24 @@ def _cmd_ingest_audio(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest_features(args: argparse.Namespace) -> int:
+    from ..features.user_tables import ingest_feature_table
+
+    exclude = args.exclude_columns.split(",") if args.exclude_columns else []
+    with DataLayout(args.data_dir).writing("ingest features", no_wait=args.no_wait):
+        report = ingest_feature_table(
+            args.file,
+            args.data_dir,
+            args.name,
+            id_column=args.id_column,
+            exclude_columns=exclude,
+            description=args.description,
+            skip_bad_rows=args.skip_bad_rows,
+        )
+    print(report.summary())
+    return 0
+
+
 def _cmd_targets(args: argparse.Namespace) -> int:
     from ..features.targets import build_targets
 
@@ -191,6 +209,12 @@ def _cmd_control(args: argparse.Namespace) -> int:
     print(result.rates().to_string(index=False))
     print(f"\nReport: {out}")
     return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from .pipeline import experiments_from_cli
+
+    return experiments_from_cli(args)
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
@@ -357,7 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     # ingest
-    ingest = sub.add_parser("ingest", help="load chart files or audio previews into a data dir")
+    ingest = sub.add_parser(
+        "ingest", help="load chart files, audio previews or your own feature table into a data dir"
+    )
     ingest_sub = ingest.add_subparsers(dest="what", metavar="WHAT", required=True)
     p = ingest_sub.add_parser(
         "charts",
@@ -392,6 +418,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _writer_args(p)
     p.set_defaults(handler=_cmd_ingest_audio)
+    p = ingest_sub.add_parser(
+        "features",
+        help="store your own per-track table (descriptors, embeddings) as a feature set",
+        description=(
+            "Checks a CSV or Parquet table keyed by track id with numeric columns (ids, types, "
+            "repeated tracks, missing values; every bad line is reported by number) and stores it "
+            "as feature set NAME of the data dir, versioned: the same file again changes nothing, "
+            "a changed file becomes the next version. Then `benchmark store apply` registers its "
+            "Feast view and FeatureService NAME_v<version>, and any tabular model can read it: "
+            "benchmark run --features NAME, or lightgbm[NAME]. See docs/own-features.md."
+        ),
+    )
+    p.add_argument("file", type=Path, help="the table: .csv, .tsv or .parquet, one row per track")
+    p.add_argument(
+        "--name", required=True, help="feature-set name (lower case, digits, underscores)"
+    )
+    p.add_argument(
+        "--id-column",
+        default="track_id",
+        help="column of Spotify track ids, bare or as URL/URI (default track_id)",
+    )
+    p.add_argument(
+        "--exclude-columns",
+        default=None,
+        help="comma-separated columns not to store (text columns, metadata)",
+    )
+    p.add_argument(
+        "--description", default=None, help="one line shown by Feast and `features list`"
+    )
+    p.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="leave bad lines out (reported and recorded) instead of failing",
+    )
+    _writer_args(p)
+    p.set_defaults(handler=_cmd_ingest_features)
 
     _add_collect_commands(sub)
 
@@ -558,6 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=None, help="seed of the split, search and models")
     p.add_argument(
+        "--period",
+        choices=["weekly", "daily"],
+        default=None,
+        help="chart period of the targets and the store (default: the config's, else weekly)",
+    )
+    p.add_argument(
         "--features",
         default=None,
         help="feature set of every tabular model that does not name one (e.g. spotify_audio_features)",
@@ -616,6 +684,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["quick", "full"], default=None)
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--results-dir", type=Path, default=None)
+
+    # experiment
+    p = add(
+        "experiment",
+        _cmd_experiment,
+        "run one of the design's questions as an experiment (regions, null-policy, grouping, "
+        "horizon, season) on a data dir; writes results/<dataset>/experiments/NAME.md",
+        epilog="see docs/experiments.md; `benchmark experiment --list` names them",
+    )
+    p.add_argument("name", nargs="?", default=None, help="experiment name, or all")
+    p.add_argument("--list", action="store_true", help="list the experiments and their questions")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a data dir with charts and a feature set (default: ./data/demo)",
+    )
+    p.add_argument("--config", type=Path, default=None, help="TOML settings over the preset")
+    p.add_argument("--profile", choices=["quick", "full"], default=None, help="preset (quick)")
+    p.add_argument(
+        "--suite", default=None, help="models, as for `benchmark run` (default: the config's)"
+    )
+    p.add_argument("--features", default=None, help="feature set of the tabular models")
+    p.add_argument("--seed", type=int, default=None, help="seed of splits, search and bootstrap")
+    p.add_argument("--period", choices=["weekly", "daily"], default=None, help="chart period")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    p.add_argument("--results-dir", type=Path, default=None, help="pages go to DIR/<dataset>/")
+    p.add_argument(
+        "--no-wait", action="store_true", help="fail at once if the data dir is being written"
+    )
 
     # ui
     p = add("ui", _cmd_ui, "start the MLflow UI on 127.0.0.1 over the project's tracking store")

@@ -70,8 +70,9 @@ class BenchmarkData:
     Attributes
     ----------
     frame : pandas.DataFrame
-        ``track_id``, ``song_id``, ``region``, optional ``debut_date`` and ``known_date``, the
-        scalar target columns and optional ``curve_..`` columns; one row per (track, region).
+        ``track_id``, ``song_id``, ``region``, optional ``artist`` and ``title`` (for artist
+        groupings), ``debut_date`` and ``known_date``, the scalar target columns and optional
+        ``curve_..`` columns; one row per (track, region).
     inputs : dict[str, FeatureInputs]
         Feature-set name to its values for these rows.
     targets : list[str]
@@ -179,6 +180,42 @@ class BenchmarkData:
         rows = pd.MultiIndex.from_arrays([X[key].astype(str), X["region"].astype(str)])
         return appeal.reindex(rows).to_numpy(dtype=float)
 
+    def subset(self, keep: np.ndarray) -> BenchmarkData:
+        """The same data restricted to some rows (an experiment's variant).
+
+        Parameters
+        ----------
+        keep : np.ndarray
+            Boolean mask over the rows.
+
+        Returns
+        -------
+        BenchmarkData
+            A new object; its fingerprint is the original's combined with the rows kept.
+        """
+        keep = np.asarray(keep, dtype=bool)
+        inputs = {
+            name: FeatureInputs(
+                values.name,
+                values.kind,
+                values.service,
+                columns=values.columns[keep] if values.columns is not None else None,
+                clips=values.clips,
+            )
+            for name, values in self.inputs.items()
+        }
+        digest = hashlib.sha256(self.fingerprint.encode())
+        digest.update(np.packbits(keep).tobytes())
+        return BenchmarkData(
+            frame=self.frame[keep],
+            inputs=inputs,
+            targets=list(self.targets),
+            name=self.name,
+            data_dir=self.data_dir,
+            ground_truth=self.ground_truth,
+            fingerprint=digest.hexdigest(),
+        )
+
     def feature_service(self, run: ModelRun) -> str:
         """The FeatureService a model's inputs came from (``none`` for models without inputs)."""
         if run.features is None or run.features not in self.inputs:
@@ -194,9 +231,11 @@ LEFT_OUT = {
 """Config switch -> (popularity column, value that leaves a row out, reason)."""
 
 
-def _popularity_rows(layout: DataLayout, config: BenchmarkConfig) -> pd.DataFrame:
+def _popularity_rows(
+    layout: DataLayout, config: BenchmarkConfig, popularity: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The popularity rows of the configured period, censored rows and re-entries left out."""
-    pop = layout.popularity.read()
+    pop = layout.popularity.read() if popularity is None else popularity
     pop = pop[pop["period"] == config.period]
     if pop.empty:
         raise DataError(f"{layout.popularity.path}: no rows with period {config.period!r}")
@@ -249,7 +288,9 @@ def dataset_fingerprint(layout: DataLayout) -> str:
     return digest.hexdigest()
 
 
-def load_benchmark_data(config: BenchmarkConfig, runs: list[ModelRun]) -> BenchmarkData:
+def load_benchmark_data(
+    config: BenchmarkConfig, runs: list[ModelRun], popularity: pd.DataFrame | None = None
+) -> BenchmarkData:
     """Rows, targets and (through Feast) the inputs of every feature set ``runs`` read.
 
     Entity rows are the (track_id, region) rows of the popularity table for the configured
@@ -264,6 +305,9 @@ def load_benchmark_data(config: BenchmarkConfig, runs: list[ModelRun]) -> Benchm
         Uses ``data_dir``, ``dataset``, ``period``, ``targets`` and the censoring settings.
     runs : list[ModelRun]
         The models to feed.
+    popularity : pandas.DataFrame, optional
+        Targets computed in memory (:func:`features.targets.compute_targets`, e.g. with another
+        horizon or null policy) instead of the data dir's popularity table.
 
     Returns
     -------
@@ -271,7 +315,7 @@ def load_benchmark_data(config: BenchmarkConfig, runs: list[ModelRun]) -> Benchm
         Sorted by (region, track_id); rows lacking an input of any feature set left out.
     """
     layout = DataLayout(config.data_dir)
-    pop = _popularity_rows(layout, config)
+    pop = _popularity_rows(layout, config, popularity)
     catalog = layout.catalog.read(["track_id", "song_id", "title", "artist"])
     catalog = catalog.drop_duplicates("track_id").set_index("track_id")
     song_of = catalog["song_id"]

@@ -91,7 +91,14 @@ def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray
 
 
 def _weighted_spearman(y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    if _constant(y_true) or _constant(y_pred):  # no ranking in any resample: skip the ranks
+        return np.full(w.shape[0], np.nan)
     return _weighted_pearson(_weighted_ranks(y_true, w), _weighted_ranks(y_pred, w), w)
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Whether every value is the same (then every resample of them is constant too)."""
+    return len(values) == 0 or bool(values.min() == values.max())
 
 
 MIN_CELL_ROWS = 2
@@ -370,6 +377,8 @@ class TopHitPrecision(Metric):
 
     def batch(self, y_true, y_pred, w, regions, folds):
         def precision(r: np.ndarray) -> np.ndarray:
+            if _constant(y_pred[r]) or _constant(y_true[r]):  # n/a in every resample
+                return np.full(w.shape[0], np.nan)
             wr = w[:, r]
             predicted = _top_share(y_pred[r], wr, TOP_FRACTION)
             actual = _top_share(y_true[r], wr, TOP_FRACTION)
@@ -483,6 +492,9 @@ class SongBootstrap:
         Seed of the draws.
     max_cells : int
         Largest weight block (resamples x rows) materialised at once.
+    cache_cells : int
+        The blocks of the last row subset are kept for the next call (every model and metric
+        of a target uses the same rows) when all of them together hold at most this many cells.
     """
 
     def __init__(
@@ -491,6 +503,7 @@ class SongBootstrap:
         n_resamples: int = 1000,
         seed: int = 0,
         max_cells: int = 4_000_000,
+        cache_cells: int = 16_000_000,
     ) -> None:
         uniques, self.codes = np.unique(np.asarray(songs).astype(str), return_inverse=True)
         self.n_songs = len(uniques)
@@ -503,6 +516,8 @@ class SongBootstrap:
             .astype(float)
         )  # (B, S)
         self.chunk = max(1, max_cells // max(1, len(self.codes)))
+        self.cache_cells = cache_cells
+        self._cached: tuple[bytes, list[np.ndarray]] | None = None
 
     def weight_blocks(self, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """Row-weight blocks ``(b, n)`` covering all resamples, in order.
@@ -518,8 +533,20 @@ class SongBootstrap:
             Weights of a block of resamples.
         """
         codes = self.codes if rows is None else self.codes[rows]
+        key = codes.tobytes()
+        if self._cached is not None and self._cached[0] == key:
+            yield from self._cached[1]
+            return
+        keep = self.n_resamples * len(codes) <= self.cache_cells
+        blocks = []
         for start in range(0, self.n_resamples, self.chunk):
-            yield self.counts[start : start + self.chunk][:, codes]
+            block = self.counts[start : start + self.chunk][:, codes]
+            if keep:
+                block.setflags(write=False)  # shared by every later call: never changed
+                blocks.append(block)
+            yield block
+        if keep:
+            self._cached = (key, blocks)
 
 
 def _resampled(
@@ -556,7 +583,7 @@ def evaluate(
     primary_metric: str = "spearman",
     baseline: str | None = "region_mean",
     metrics: Sequence[str] | None = None,
-    folds: pd.Series | None = None,
+    folds: pd.Series | Mapping[str, pd.Series] | None = None,
     reference: str | Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Every metric of every model and target, with bootstrap intervals and paired differences.
@@ -583,8 +610,11 @@ def evaluate(
         A second fixed reference (default ``region_mean``) for ``baseline_diff`` columns.
     metrics : Sequence[str], optional
         Metric names; default every registered metric.
-    folds : pd.Series, optional
-        Outer fold of every row (rank metrics are computed within folds); default one fold.
+    folds : pd.Series or Mapping[str, pd.Series], optional
+        Outer fold of every row (rank metrics are computed within folds); default one fold. A
+        mapping gives each model its own folds (models fitted on different splits of the same
+        rows, e.g. song- against row-grouped folds); the resamples stay shared, so differences
+        stay paired.
     reference : str or Mapping[str, str], optional
         The reference model (or one per target), chosen beforehand, e.g. on inner folds. Default:
         the best of ``candidates`` by ``primary_metric`` on these (outer-fold) predictions, which
@@ -600,11 +630,17 @@ def evaluate(
     """
     chosen = [METRICS[m] for m in (metrics or list(METRICS))]
     region_codes = np.unique(regions.astype(str).to_numpy(), return_inverse=True)[1]
-    fold_codes = (
-        np.zeros(len(truth), dtype=int)
-        if folds is None
-        else np.unique(np.asarray(folds), return_inverse=True)[1]
-    )
+
+    def fold_codes_of(labels: pd.Series | None) -> np.ndarray:
+        if labels is None:
+            return np.zeros(len(truth), dtype=int)
+        return np.unique(np.asarray(labels), return_inverse=True)[1]
+
+    if isinstance(folds, Mapping):
+        fold_codes = {model: fold_codes_of(folds[model]) for model in predictions}
+    else:
+        shared = fold_codes_of(folds)
+        fold_codes = {model: shared for model in predictions}
     boot = SongBootstrap(songs.to_numpy(), n_resamples, seed)
     curve_cols = curve_columns(truth.columns)
     jobs: list[tuple[str, list[str], list[Metric]]] = [
@@ -629,7 +665,7 @@ def evaluate(
                 raise ValueError(f"model {model!r} predicted NaN or inf for {target}")
             for metric in job_metrics:
                 point, resampled = _resampled(
-                    metric, y_true, y_pred, region_codes[rows], fold_codes[rows], boot, rows
+                    metric, y_true, y_pred, region_codes[rows], fold_codes[model][rows], boot, rows
                 )
                 samples[(model, target, metric.name)] = resampled
                 low, high = _interval(resampled)

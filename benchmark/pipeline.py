@@ -233,11 +233,21 @@ def run_pipeline(
         prepare_features(config, layout, pipeline, workers=workers)
 
         start = time.perf_counter()
-        print(f"[benchmark] suite {config.suite!r}, profile {config.profile!r} ...", flush=True)
+        print(
+            f"[benchmark] suite {config.suite!r}, profile {config.profile!r}, "
+            f"{config.period} charts ...",
+            flush=True,
+        )
         data = load_benchmark_data(config, select_runs(config))
+        loaded = time.perf_counter() - start
         results = run_suite(config, data)
-        pipeline.timings.append(StageTiming("benchmark", time.perf_counter() - start, "ran"))
-        print(f"[benchmark] done in {pipeline.timings[-1].seconds:.1f} s", flush=True)
+        seconds = time.perf_counter() - start
+        pipeline.timings.append(StageTiming("benchmark", seconds, "ran"))
+        # what the benchmark stage spent its time on (parts of the time above)
+        pipeline.timings.append(StageTiming("  rows + inputs (Feast)", loaded, "part"))
+        for part, part_seconds in results.timings.items():
+            pipeline.timings.append(StageTiming(f"  {part}", part_seconds, "part"))
+        print(f"[benchmark] done in {seconds:.1f} s", flush=True)
 
         start = time.perf_counter()
         timings = [asdict(t) for t in pipeline.timings]
@@ -248,6 +258,26 @@ def run_pipeline(
             results.results_dir / "timings.json", [asdict(t) for t in pipeline.timings]
         )
     return results, pipeline.timings, report
+
+
+def peak_memory() -> str:
+    """The peak resident memory of this process, readable (``resource.getrusage``).
+
+    Worker processes (feature extraction) are not counted: a forked child's high-water mark
+    starts at its parent's, so theirs would say nothing of their own.
+
+    Returns
+    -------
+    str
+        E.g. ``"1.02 GiB (maximum resident set of this process)"``.
+    """
+    import resource
+    import sys
+
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    size = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    text = f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+    return f"{text} (maximum resident set of this process)"
 
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
@@ -261,9 +291,10 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         "seed": args.seed,
         "features": args.features,
         "tracking_uri": args.tracking_uri,
-        "optuna_storage": args.optuna_storage,
-        "study_name": args.study_name,
+        "optuna_storage": getattr(args, "optuna_storage", None),
+        "study_name": getattr(args, "study_name", None),
         "results_dir": args.results_dir,
+        "period": getattr(args, "period", None),
     }
     return load_config(args.profile, args.config, data_dir=args.data_dir, **overrides)
 
@@ -293,8 +324,41 @@ def run_from_cli(args: argparse.Namespace) -> int:
     for t in timings:
         print(f"  {t.stage:<{width}}  {t.seconds:7.1f} s  {t.status}")
     print(f"  {'total':<{width}}  {time.perf_counter() - total:7.1f} s")
+    print(f"  peak memory: {peak_memory()}")
     print()
     print(f"Report:    {report}")
     print(f"Summary:   {report.parent / 'summary.md'}")
     print(f"MLflow UI: benchmark ui   (or: mlflow ui --backend-store-uri {config.tracking_uri})")
+    return 0
+
+
+def experiments_from_cli(args: argparse.Namespace) -> int:
+    """``benchmark experiment NAME``: prepare the data dir like ``benchmark run``, then run."""
+    from .experiments import EXPERIMENTS, experiment_names, run_experiment
+
+    if args.list or not args.name:
+        for experiment in EXPERIMENTS.values():
+            print(f"{experiment.name:<12} {experiment.title}")
+            print(f"{'':<12} {experiment.question}")
+        return 0
+    names = experiment_names() if args.name == "all" else [args.name]
+    unknown = [name for name in names if name not in EXPERIMENTS]
+    if unknown:
+        raise DataError(
+            f"unknown experiment {unknown[0]!r}; known: {', '.join(EXPERIMENTS)} or all"
+        )
+    config = config_from_args(args)
+    if not config.data_dir.is_dir():
+        raise DataError(
+            f"{config.data_dir}: data dir not found; ingest charts and features first "
+            "(benchmark ingest charts ..., benchmark ingest features ...)"
+        )
+    layout = DataLayout(config.data_dir)
+    with layout.writing("benchmark experiment", no_wait=args.no_wait):
+        prepare_features(config, layout, Pipeline(layout), workers=None)
+        for name in names:
+            result = run_experiment(name, config)
+            print(f"[{name}] {len(result.variant_seconds)} variants in {result.seconds:.0f} s")
+            print(f"  {Path(config.results_dir) / config.dataset / 'experiments' / (name + '.md')}")
+    print(f"  peak memory: {peak_memory()}")
     return 0

@@ -20,6 +20,10 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
+SCATTER_POINTS = 5000
+"""Most points a scatter panel draws (a seeded sample beyond that: the picture is the same)."""
+
+
 def plot_pred_vs_true(
     truth: pd.Series, predictions: Mapping[str, pd.Series], target: str
 ) -> Figure:
@@ -32,13 +36,19 @@ def plot_pred_vs_true(
     predictions : Mapping[str, pd.Series]
         Model name to predictions (same index as ``truth``).
     target : str
-        Target name (axis label).
+        Target name (axis label). Beyond :data:`SCATTER_POINTS` rows, a seeded sample of that
+        many is drawn (the axis label says so).
 
     Returns
     -------
     Figure
         The figure.
     """
+    shown = f"true {target}"
+    if len(truth) > SCATTER_POINTS:
+        sample = np.random.default_rng(0).choice(len(truth), SCATTER_POINTS, replace=False)
+        shown += f" ({SCATTER_POINTS:,} of {len(truth):,} rows)"
+        truth = truth.iloc[np.sort(sample)]
     n = max(1, len(predictions))
     cols = min(3, n)
     rows = int(np.ceil(n / cols))
@@ -50,7 +60,7 @@ def plot_pred_vs_true(
         ax.scatter(truth, pred.loc[truth.index], s=6, alpha=0.5)
         ax.plot([low, high], [low, high], color="grey", linewidth=1)
         ax.set_title(model)
-        ax.set_xlabel(f"true {target}")
+        ax.set_xlabel(shown)
         ax.set_ylabel("predicted")
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -199,11 +209,13 @@ def plot_curves_by_region(
     predictions: Mapping[str, pd.DataFrame],
     per_region: int = 3,
     labels: pd.Series | None = None,
+    max_regions: int = 6,
 ) -> Figure:
-    """Predicted against true curves for a few test tracks of each region.
+    """Predicted against true curves for a few test tracks of a few regions.
 
-    The tracks shown are the ones with the most observed periods in each region (ties by row
-    order), so the picture is deterministic.
+    The regions shown are the ``max_regions`` with the most rows (ties by name); the tracks
+    shown are the ones with the most observed periods in each region (ties by row order), so the
+    picture is deterministic.
 
     Parameters
     ----------
@@ -217,6 +229,9 @@ def plot_curves_by_region(
         Tracks per region.
     labels : pd.Series, optional
         Panel title of each row (e.g. the track id); default the row index.
+    max_regions : int
+        Most regions drawn (a figure of dozens of rows of panels helps no one and takes long
+        to lay out).
 
     Returns
     -------
@@ -224,7 +239,9 @@ def plot_curves_by_region(
         One row of panels per region.
     """
     columns = list(truth.columns)
-    names = sorted(regions.unique())
+    counts = regions.astype(str).value_counts()
+    ranked = sorted(counts.index, key=lambda name: (-counts[name], name))
+    names = sorted(ranked[:max_regions])
     fig = _figure(3.2 * per_region, 2.4 * len(names))
     axes = fig.subplots(len(names), per_region, squeeze=False)
     steps = np.arange(len(columns))
@@ -241,7 +258,12 @@ def plot_curves_by_region(
             for model, pred in predictions.items():
                 ax.plot(steps, pred.loc[index, columns].to_numpy(dtype=float), label=model)
             label = labels.loc[index] if labels is not None else f"row {index}"
-            ax.set_title(f"{region}: {label}", fontsize=8)
+            shown = (
+                f" ({len(names)} of {len(counts)} regions)"
+                if r == c == 0 and len(counts) > len(names)
+                else ""
+            )
+            ax.set_title(f"{region}: {label}{shown}", fontsize=8)
             ax.tick_params(labelsize=7)
             if r == 0 and c == 0:
                 ax.legend(fontsize=7)

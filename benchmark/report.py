@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..features.feature_sets import available_feature_sets
 from ..features.layout import DataLayout, write_text_atomic
-from .data import BenchmarkData
+from .data import LEFT_OUT, BenchmarkData
 from .metrics import CURVE_TARGET, ordered_metrics
 from .plots import (
     plot_curve_rmse_by_step,
@@ -135,7 +136,9 @@ class TargetTable:
         return "curves (log1p streams)" if self.target == CURVE_TARGET else self.target
 
 
-def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[TargetTable]:
+def pivot(
+    table: pd.DataFrame, metrics: Sequence[str] | None = None, lead: str | None = None
+) -> list[TargetTable]:
     """The tidy metrics table as one model x metric table per target (the one pivot).
 
     Parameters
@@ -144,6 +147,9 @@ def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[Tar
         Output of :func:`benchmark.metrics.evaluate` (with ``kind``).
     metrics : Sequence[str], optional
         Metric columns in order (default: every registered metric the table has).
+    lead : str, optional
+        The metric whose paired difference the table shows (default: the first metric shown,
+        within-region metrics first).
 
     Returns
     -------
@@ -154,11 +160,11 @@ def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[Tar
     order = ordered_metrics(metrics)
     for target, rows in table.groupby("target", sort=False):
         shown = [m for m in order if m in set(rows.metric)] or list(dict.fromkeys(rows.metric))
-        lead = shown[0]
+        chosen = lead if lead in shown else shown[0]
         # the run's reference model; a target it does not predict (curves) is compared with
         # the baseline (region_mean) instead
         prefix = "" if rows["reference"].notna().any() else "baseline_"
-        refs = rows.loc[rows.metric == lead, "baseline" if prefix else "reference"].dropna()
+        refs = rows.loc[rows.metric == chosen, "baseline" if prefix else "reference"].dropna()
         reference = str(refs.iloc[0]) if len(refs) else None
         model_rows = []
         for model, mrows in rows.groupby("model", sort=False):
@@ -176,7 +182,7 @@ def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[Tar
                     )
             kind = str(mrows["kind"].iloc[0]) if "kind" in mrows else "model"
             model_rows.append(Row(str(model), kind, cells, str(model) == reference))
-        out.append(TargetTable(str(target), shown, model_rows, reference, lead))
+        out.append(TargetTable(str(target), shown, model_rows, reference, chosen))
     return out
 
 
@@ -229,7 +235,34 @@ def summarize_data(layout: DataLayout) -> list[tuple[str, str]]:
         ),
         ("tracks with audio / clips", f"{clips['track_id'].nunique():,} / {len(clips):,}"),
         ("extraction failures", f"{failures:,}"),
+        *_feature_set_rows(layout),
     ]
+
+
+def _feature_set_rows(layout: DataLayout) -> list[tuple[str, str]]:
+    """One summary row per feature set of the data dir: tracks covered, version, provenance."""
+    import pyarrow.parquet as pq
+
+    rows = []
+    for fs in available_feature_sets(layout):
+        table = fs.table(layout)
+        tracks = pq.read_metadata(table.path).num_rows if fs.kind != "clips" else None
+        where = ""
+        if fs.source == "table":
+            provenance = fs.metadata.get("provenance", {})
+            where = (
+                f", ingested from {provenance.get('file', '?')} "
+                f"(sha256 {str(provenance.get('sha256', ''))[:12]}, "
+                f"{provenance.get('ingested_at', '?')})"
+            )
+        count = f"{tracks:,} tracks, " if tracks is not None else ""
+        rows.append(
+            (
+                f"feature set {fs.name}",
+                f"{count}{len(fs.columns) or '?'} columns, {fs.source}, `{fs.service}`{where}",
+            )
+        )
+    return rows
 
 
 def _method(results: Results, data: BenchmarkData) -> list[str]:
@@ -262,6 +295,18 @@ def _method(results: Results, data: BenchmarkData) -> list[str]:
         for m in results.models.values()
         if m.features
     )
+    unit = {"weekly": "weeks", "daily": "days"}.get(config.period, "periods")
+    families = {m.family for m in results.models.values()}
+    reference = (
+        "reference rows: "
+        + ", ".join(m.name for m in results.models.values() if m.family == "baseline")
+        + (
+            "; no oracle: this dataset has no ground truth (only generated data knows its "
+            "noise-free popularity), so nothing takes the oracle's place"
+            if "reference" not in families
+            else "; the oracle is the generator's noise-free appeal, calibrated (not a bound)"
+        )
+    )
     groups = [describe_groups(group_labels(data.frame, "song")).line("song")]
     if config.group != "song":
         groups.append(describe_groups(group_labels(data.frame, config.group)).line(config.group))
@@ -270,6 +315,13 @@ def _method(results: Results, data: BenchmarkData) -> list[str]:
         f"dataset: `{data.data_dir or 'in memory'}`, fingerprint `{data.fingerprint[:16]}`, "
         f"{len(data.frame):,} (track, region) rows, {data.frame['song_id'].nunique():,} songs, "
         f"{data.frame['region'].nunique()} regions, {config.period} charts",
+        f"chart period: {config.period}; targets over {config.horizon} {unit} from the debut "
+        f"(null policy {config.null_policy}); rows left out: "
+        + ", ".join(
+            [reason for switch, (_, _, reason) in LEFT_OUT.items() if getattr(config, switch)]
+            + (["tracks without the inputs"] if inputs else [])
+        ),
+        reference,
         f"inputs (through Feast): {inputs or 'none'}",
         f"split: {split}; the split unit is the {config.group}: " + "; ".join(groups),
         f"tuning: {tuning}",
@@ -332,7 +384,8 @@ def build_report(
 # --- renderers ------------------------------------------------------------------------------------
 
 
-def _markdown_table(table: TargetTable) -> str:
+def markdown_table(table: TargetTable) -> str:
+    """One target's table in Markdown: value [interval] per metric, then the paired difference."""
     header = ["model", *table.metrics]
     diff_column = table.reference is not None
     if diff_column:
@@ -358,7 +411,7 @@ def render_markdown(report: Report) -> str:
         "",
     ]
     for table in report.tables:
-        lines += [f"## {table.heading}", "", _markdown_table(table), ""]
+        lines += [f"## {table.heading}", "", markdown_table(table), ""]
     lines += [
         "Cells: value [95% interval]. The last column is the paired difference of each model "
         "minus the reference model; an interval above 0 means the model is better with 95% "
@@ -370,6 +423,10 @@ def render_markdown(report: Report) -> str:
         *[f"![{p.stem}]({p.name})" for p in report.plots],
         "",
     ]
+    if report.data_rows:
+        lines += ["## Data", "", "| | |", "|---|---|"]
+        lines += [f"| {key} | {value} |" for key, value in report.data_rows]
+        lines.append("")
     if report.timings:
         lines += ["## Stage times", "", "| stage | seconds | status |", "|---|---|---|"]
         lines += [f"| {t['stage']} | {t['seconds']:.1f} | {t['status']} |" for t in report.timings]

@@ -66,6 +66,9 @@ class Results:
         Model name to the gain importance (feature x target) of its final model.
     tags : dict[str, str]
         The run's tags (git commit, dataset fingerprint, config hash).
+    timings : dict[str, float]
+        Seconds per stage of the run: ``fit <model>`` (tuning and every fold), ``evaluate
+        (bootstrap)``, ``report``.
     """
 
     metrics: pd.DataFrame
@@ -79,6 +82,7 @@ class Results:
     seconds: float = 0.0
     feature_importance: dict[str, pd.DataFrame] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_classical(self) -> str | None:

@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..features.errors import DataError
+from ..features.feature_sets import get_feature_set
 from ..features.layout import DataLayout
 from ..models.estimators.base import ID_COLUMNS, BenchmarkEstimator
 from .config import BenchmarkConfig
@@ -70,7 +71,7 @@ class _Context:
     tags: dict[str, str]
     study_prefix: str
     checkpoint_root: Path | None
-    groups: np.ndarray  # the split unit of every row (config.group)
+    groups: np.ndarray  # the split unit of every row (config.group): inner splits keep it too
     # (model name, fold) -> fine-tuned encoder weights, for models that warm-start from it
     encoders: dict[tuple[str, int], Any] = field(default_factory=dict)
 
@@ -267,7 +268,11 @@ class _ModelFits:
 
 
 def _run_model(run: ModelRun, folds: list[Fold], ctx: _Context, bar: Any) -> tuple:
-    """Every fold of one model, in its own MLflow child run; returns (predictions, importance)."""
+    """Every fold of one model, in its own MLflow child run; returns (predictions, importance).
+
+    With ``config.final_models``, a LightGBM-like model is tuned and fitted once more on all
+    rows and logged.
+    """
     fits = _ModelFits(run, ctx)
     logger = ctx.logger
     logger.params(fits.fixed, prefix="fixed.")
@@ -296,7 +301,35 @@ def _checkpoint_root(config: BenchmarkConfig, data: BenchmarkData, tags: dict, r
     return DataLayout(data.data_dir).checkpoints_dir / key
 
 
-def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Results:
+def feature_set_tags(data: BenchmarkData, run: ModelRun) -> dict[str, str]:
+    """MLflow tags that say which feature set (and which version of it) a model read.
+
+    Returns
+    -------
+    dict[str, str]
+        ``feature_set``, ``feature_service``, and for a set of a data dir its ``feature_set_source``
+        (``audio`` or ``table``), ``feature_set_version`` and, for an ingested table, the SHA-256
+        of the file it came from (``feature_set_sha256``).
+    """
+    tags = {"feature_set": run.features or "none", "feature_service": data.feature_service(run)}
+    if run.features is None or data.data_dir is None:
+        return tags
+    fs = get_feature_set(run.features, DataLayout(data.data_dir))
+    tags["feature_set_source"] = fs.source
+    tags["feature_set_version"] = str(fs.version)
+    sha = fs.metadata.get("provenance", {}).get("sha256") if fs.metadata else None
+    if sha:
+        tags["feature_set_sha256"] = str(sha)
+    return tags
+
+
+def run_suite(
+    config: BenchmarkConfig,
+    data: BenchmarkData | None = None,
+    *,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Results:
     """Run every model of the configured suite on the same song-grouped folds.
 
     Parameters
@@ -305,12 +338,16 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
         The run's settings.
     data : BenchmarkData, optional
         Pre-built data (notebooks, tests); default: :func:`~benchmark.data.load_benchmark_data`.
+    run_name : str, optional
+        Name of the MLflow parent run (default ``<suite>-<profile>-seed<seed>``).
+    tags : dict[str, str], optional
+        Extra tags of every MLflow run of this call (e.g. an experiment and its variant).
 
     Returns
     -------
     Results
-        Metrics with intervals, out-of-fold predictions, the split, MLflow run ids and the report
-        folder.
+        Metrics with intervals, out-of-fold predictions, the split, MLflow run ids, the report
+        folder and the time of each stage (``timings``).
     """
     started = time.perf_counter()
     runs = select_runs(config, data)
@@ -330,7 +367,9 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
     evaluated = np.flatnonzero(split["test_fold"].to_numpy() >= 0)
 
     logger = RunLogger(config.tracking_uri, config.dataset, config.artifact_location)
+    extra = dict(tags or {})
     tags = {
+        **extra,
         "git_commit": git_commit(),
         "dataset": config.dataset,
         "dataset_fingerprint": data.fingerprint,
@@ -342,7 +381,8 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
     importances: dict[str, pd.DataFrame] = {}
     models: dict[str, ModelInfo] = {}
     child_ids: dict[str, str] = {}
-    name = f"{config.suite}-{config.profile}-seed{config.seed}"
+    name = run_name or f"{config.suite}-{config.profile}-seed{config.seed}"
+    timings: dict[str, float] = {}
     with logger.run(name, {**tags, "role": "benchmark"}) as parent:
         logger.params(config.to_dict())
         logger.params({"n_rows": len(data.frame), "n_songs": data.frame["song_id"].nunique()})
@@ -364,13 +404,14 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
                     **tags,
                     "model": run.name,
                     "family": run.spec.family,
-                    "feature_set": run.features or "none",
-                    "feature_service": service,
+                    **feature_set_tags(data, run),
                     "role": "model",
                 }
+                model_started = time.perf_counter()
                 with logger.run(run.name, run_tags) as child:
                     child_ids[run.name] = child
                     predictions[run.name], importance, tuned = _run_model(run, folds, ctx, bar)
+                timings[f"fit {run.name}"] = time.perf_counter() - model_started
                 if importance is not None:
                     importances[run.name] = importance
                 models[run.name] = ModelInfo(
@@ -378,6 +419,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
                 )
 
         truth = data.frame.iloc[evaluated]
+        evaluate_started = time.perf_counter()
         metrics = evaluate(
             truth=truth[data.targets + data.curve_columns],
             predictions={m: p.loc[truth.index] for m, p in predictions.items()},
@@ -391,6 +433,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             folds=split["test_fold"].iloc[evaluated],
         )
         metrics.insert(1, "kind", metrics["model"].map({n: m.family for n, m in models.items()}))
+        timings["evaluate (bootstrap)"] = time.perf_counter() - evaluate_started
         logger.metric_table(child_ids, metrics)
         results = Results(
             metrics=metrics,
@@ -403,10 +446,15 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             feature_importance=importances,
             tags=tags,
         )
+        results.timings = timings
         results.seconds = time.perf_counter() - started
         if config.write_report:
+            report_started = time.perf_counter()
             results.results_dir = write_report(results, data)
             logger.artifacts(results.results_dir, "report")
-        logger.metrics({"seconds": results.seconds})
+            timings["report"] = time.perf_counter() - report_started
+        else:
+            logger.frame(metrics, "summary.csv")
+        logger.metrics({"seconds": time.perf_counter() - started})
     results.seconds = time.perf_counter() - started
     return results

@@ -268,6 +268,12 @@ class RunLogger:
 
         mlflow.log_figure(figure, name)
 
+    def file(self, path: Path, artifact_path: str | None = None) -> None:
+        """Log one file as an artifact of the active run."""
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
     def artifacts(self, folder: Path, artifact_path: str) -> None:
         """Log every file of ``folder`` under ``artifact_path``."""
         import mlflow

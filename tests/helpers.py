@@ -209,3 +209,65 @@ def server_group(pid: int) -> int | None:
         if os.getpgid(child) == child:
             return child
     return None
+
+
+def write_chart_files(
+    folder: Path,
+    n_tracks: int = 60,
+    regions: tuple[str, ...] = ("us", "gb"),
+    n_charts: int = 20,
+    chart_size: int = 20,
+    period: str = "weekly",
+    n_features: int = 4,
+    seed: int = 0,
+    seasonal: int = 0,
+) -> pd.DataFrame:
+    """Chart files in the old spotifycharts.com CSV format, and a descriptor table for them.
+
+    Each track has ``n_features`` descriptors; its appeal is ``f0`` plus noise, and it charts
+    from a random debut for a few periods in a random subset of regions, with streams that grow
+    with the appeal (only the top ``chart_size`` of each chart are listed, as on real charts).
+    Files are ``<cc>/<start>--<end><cc>.csv`` (7 or 1 days apart). The first ``seasonal``
+    tracks chart only in December, every year, near the top (Christmas songs).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The descriptor table: ``track_id`` and ``f0 .. f{n-1}``, one row per track.
+    """
+    rng = np.random.default_rng(seed)
+    ids = track_ids(n_tracks, rng)
+    features = rng.normal(size=(n_tracks, n_features))
+    appeal = features[:, 0] + 0.5 * rng.normal(size=n_tracks)
+    debut = rng.integers(0, n_charts, size=n_tracks)
+    length = rng.integers(1, 8, size=n_tracks)
+    step = 7 if period == "weekly" else 1
+    start = pd.Timestamp("2020-01-03")
+    for r, region in enumerate(regions):
+        present = rng.random(n_tracks) < 0.7
+        for c in range(n_charts):
+            day = start + pd.Timedelta(days=step * c)
+            live = present & (debut <= c) & (c < debut + length)
+            streams = np.exp(11.0 + appeal + 0.3 * r - 0.2 * (c - debut)) * (
+                1 + rng.random(n_tracks)
+            )
+            live[:seasonal] = day.month == 12
+            streams[:seasonal] = np.exp(14.0 + appeal[:seasonal]) * (1 + rng.random(seasonal))
+            order = [i for i in np.argsort(-streams) if live[i]][:chart_size]
+            end = day + pd.Timedelta(days=step)
+            path = folder / region / f"{day:%Y-%m-%d}--{end:%Y-%m-%d}{region}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lines = [
+                ',,,"Note that these figures are generated using a formula that protects against '
+                'any artificial inflation of chart positions.",',
+                'Position,"Track Name",Artist,Streams,URL',
+            ]
+            lines += [
+                f'{rank},"Song {i}","Artist {i % 7}",{int(streams[i])},'
+                f"https://open.spotify.com/track/{ids[i]}"
+                for rank, i in enumerate(order, start=1)
+            ]
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table = pd.DataFrame(features, columns=[f"f{j}" for j in range(n_features)])
+    table.insert(0, "track_id", ids)
+    return table

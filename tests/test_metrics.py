@@ -266,3 +266,47 @@ def test_curve_columns_are_in_period_order_past_two_digits() -> None:
     shuffled = sorted(names)  # lexicographic: curve_100 before curve_11
     assert shuffled != names
     assert curve_columns([*shuffled, "log1p_charted_sum", "curve_x"]) == names
+
+
+def test_each_model_can_be_scored_within_its_own_folds() -> None:
+    """Models fitted on different splits of the same rows: each one's rank metrics come from
+    its own folds, and the resamples are still shared (paired)."""
+    truth, songs, regions = _frame(seed=3)
+    rng = np.random.default_rng(4)
+    pred = truth.t + rng.normal(size=len(truth))
+    preds = {"a": pd.DataFrame({"t": pred}), "b": pd.DataFrame({"t": pred})}
+    by_halves = pd.Series(np.arange(len(truth)) % 2, index=truth.index)
+    one_fold = pd.Series(np.zeros(len(truth), dtype=int), index=truth.index)
+    kwargs = {"n_resamples": 200, "seed": 0, "metrics": ["spearman"]}
+    table = evaluate(
+        truth, preds, songs, regions, ["t"], folds={"a": by_halves, "b": one_fold}, **kwargs
+    ).set_index("model")
+    alone_a = evaluate(truth, {"a": preds["a"]}, songs, regions, ["t"], folds=by_halves, **kwargs)
+    alone_b = evaluate(truth, {"b": preds["b"]}, songs, regions, ["t"], folds=one_fold, **kwargs)
+    assert table.loc["a", "value"] == pytest.approx(alone_a["value"].iloc[0], 1e-12)
+    assert table.loc["b", "value"] == pytest.approx(alone_b["value"].iloc[0], 1e-12)
+    assert table.loc["a", "value"] != table.loc["b", "value"]
+    # the same predictions: the paired difference is the fold effect alone
+    diff = table.loc["a", "value"] - table.loc["b", "value"]
+    reference = table["reference"].iloc[0]
+    other = "b" if reference == "a" else "a"
+    assert table.loc[other, "diff"] == pytest.approx(-abs(diff), 1e-12)
+    assert (
+        table.loc[other, "diff_ci_low"]
+        <= table.loc[other, "diff"]
+        <= table.loc[other, "diff_ci_high"]
+    )
+
+
+def test_weight_blocks_of_the_same_rows_are_reused_unchanged() -> None:
+    boot = SongBootstrap(np.repeat(np.arange(50), 3), n_resamples=40, seed=1, max_cells=600)
+    rows = np.arange(0, 150, 2)
+    first = list(boot.weight_blocks(rows))
+    again = list(boot.weight_blocks(rows))
+    assert len(first) == 10 and all(a is b for a, b in zip(first, again, strict=True))
+    assert not first[0].flags.writeable
+    other = np.concatenate(list(boot.weight_blocks(np.arange(150))))
+    np.testing.assert_array_equal(np.concatenate(first), other[:, rows])
+    small = SongBootstrap(np.arange(10), n_resamples=40, seed=1, cache_cells=100)
+    one, two = list(small.weight_blocks()), list(small.weight_blocks())
+    assert one[0] is not two[0] and one[0].flags.writeable

@@ -17,6 +17,10 @@ SCRIPTS = {
         "Feast online latency p50/p99, offline retrieval time",
     ),
     "train": ("musicpop.benchmark.perf.training", "MP2/MP3 training throughput (samples/s)"),
+    "scale": (
+        "musicpop.benchmark.perf.scale",
+        "benchmark run stages on a real chart table replicated 1x, 4x, 16x: time and peak memory",
+    ),
     "pretrained": (
         "musicpop.benchmark.perf.pretrained",
         "MusiCNN/VGG tags and embeddings, AST front end and forward: s per 30 s clip (CPU)",

@@ -1,8 +1,9 @@
 """LightGBM regressor under the estimator contract, and its Optuna search space.
 
-One LightGBM booster per target column; ``region`` is a categorical feature; the features are
-every other numeric column of ``X`` (identifier columns are dropped), so it runs on any tabular
-feature set. Training is deterministic for a fixed ``seed`` (``deterministic=True``,
+One LightGBM booster per target column; the features are every numeric column of ``X``
+(identifier columns are dropped), so it runs on any tabular feature set. The region enters as
+``region_encoding`` says: a categorical feature (default), one-hot columns, not at all, or one
+model per region. Training is deterministic for a fixed ``seed`` (``deterministic=True``,
 ``force_row_wise=True``, fixed thread count). No file or network I/O.
 """
 
@@ -31,6 +32,11 @@ NON_FEATURE_COLUMNS = (
     CLIPS_COLUMN,
 )
 """Columns of ``X`` that are identifiers or times, never model inputs."""
+
+REGION_ENCODINGS = ("categorical", "onehot", "none", "per_region")
+"""How ``region`` reaches the model: LightGBM's categorical splits; one 0/1 column per training
+region; not at all (the audio alone); or one booster per region and target, trained on that
+region's rows only (regions unseen in training get the training mean)."""
 
 REPORT_STEP_STRIDE = 100_000
 """Intermediate-value steps: ``target_index * REPORT_STEP_STRIDE + iteration``."""
@@ -97,7 +103,11 @@ class LightGBMRegressor(BenchmarkEstimator):
         Threads; fixed so that results do not depend on the machine. On a busy machine (more
         runnable threads than cores) one thread is several times faster than two.
     categorical : tuple[str, ...]
-        Columns treated as categorical.
+        Columns treated as categorical (``region`` only with ``region_encoding="categorical"``).
+    region_encoding : str
+        One of :data:`REGION_ENCODINGS`. With ``per_region`` every region's boosters share the
+        hyper-parameters (one search for all regions, the same budget as a pooled model) and
+        no validation losses are reported during training (no pruning).
     """
 
     inputs = "tabular"
@@ -119,6 +129,7 @@ class LightGBMRegressor(BenchmarkEstimator):
         seed: int = 0,
         num_threads: int = 2,
         categorical: tuple[str, ...] = ("region",),
+        region_encoding: str = "categorical",
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -131,6 +142,7 @@ class LightGBMRegressor(BenchmarkEstimator):
         self.seed = seed
         self.num_threads = num_threads
         self.categorical = categorical
+        self.region_encoding = region_encoding
 
     @classmethod
     def search_space(cls, trial: Trial, fixed: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,6 +152,7 @@ class LightGBMRegressor(BenchmarkEstimator):
     def _booster_params(self) -> dict[str, Any]:
         return {
             "objective": "regression",
+            "metric": "rmse",  # computed only on validation sets, when given
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": self.min_child_samples,
@@ -158,12 +171,17 @@ class LightGBMRegressor(BenchmarkEstimator):
         }
 
     def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
-        """The model's input frame: numeric features; categoricals as integer codes (-1 unknown)."""
-        out = X[self.feature_names_].copy()
+        """The model's input frame: numeric features; categoricals as integer codes (-1 unknown);
+        with one-hot regions, one 0/1 column ``region=<code>`` per training region."""
+        out = X[[c for c in self.feature_names_ if c in X.columns]].copy()
         for column in self.categories_:
             codes = pd.Categorical(out[column].astype(str), categories=self.categories_[column])
             out[column] = codes.codes.astype("int32")
-        return out
+        if self.region_encoding == "onehot":
+            region = X["region"].astype(str).to_numpy()
+            for code in self.regions_:
+                out[f"region={code}"] = (region == code).astype(np.float64)
+        return out[self.feature_names_]
 
     def fit(
         self,
@@ -197,48 +215,89 @@ class LightGBMRegressor(BenchmarkEstimator):
         """
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        if self.region_encoding not in REGION_ENCODINGS:
+            raise ValueError(
+                f"region_encoding must be one of {REGION_ENCODINGS}, got {self.region_encoding!r}"
+            )
         drop = set(NON_FEATURE_COLUMNS)
+        categorical = [c for c in self.categorical if c != "region"]
+        if self.region_encoding == "categorical":
+            categorical.append("region")
+        elif "region" in X.columns:
+            drop.add("region")
         self.feature_names_ = [
             c
             for c in X.columns
-            if c not in drop and (c in self.categorical or pd.api.types.is_numeric_dtype(X[c]))
+            if c not in drop and (c in categorical or pd.api.types.is_numeric_dtype(X[c]))
         ]
+        self.regions_ = sorted(X["region"].astype(str).unique()) if "region" in X else []
+        if self.region_encoding == "onehot":
+            self.feature_names_ += [f"region={code}" for code in self.regions_]
         if not self.feature_names_:
             raise ValueError("X has no feature columns")
-        self.categories_ = {
-            c: sorted(X[c].astype(str).unique()) for c in self.categorical if c in X.columns
-        }
+        self.categories_ = {c: sorted(X[c].astype(str).unique()) for c in categorical if c in X}
         self.targets_ = list(y.columns)
         inputs = self._inputs(X)
-        valid_inputs = self._inputs(eval_set[0]) if eval_set is not None else None
         self.boosters_: dict[str, lgb.Booster] = {}
+        if self.region_encoding == "per_region":
+            region = X["region"].astype(str).to_numpy()
+            self.means_ = y.mean(axis=0, skipna=True).fillna(0.0)
+            for code in self.regions_:
+                rows = region == code
+                for target in self.targets_:
+                    t = y[target].to_numpy(dtype=float)[rows]
+                    keep = np.isfinite(t)
+                    if keep.any():
+                        self.boosters_[f"{target}@{code}"] = self._train(
+                            inputs[rows][keep], t[keep], []
+                        )
+            return self
+        valid_inputs = self._inputs(eval_set[0]) if eval_set is not None else None
         for t_index, target in enumerate(self.targets_):
             t = y[target].to_numpy(dtype=float)
             keep = np.isfinite(t)
-            train = lgb.Dataset(
-                inputs[keep],
-                label=t[keep],
-                categorical_feature=list(self.categories_),
-                free_raw_data=False,
-            )
-            callbacks = []
+            valid = None
             if report is not None and valid_inputs is not None:
+                v = eval_set[1][target].to_numpy(dtype=float)
+                valid = (valid_inputs[np.isfinite(v)], v[np.isfinite(v)])
+            callbacks = []
+            if valid is not None and len(valid[1]):
                 callbacks.append(
-                    _report_callback(
-                        valid_inputs,
-                        eval_set[1][target].to_numpy(dtype=float),
-                        report,
-                        t_index * REPORT_STEP_STRIDE,
-                        report_every,
-                    )
+                    _report_callback(report, t_index * REPORT_STEP_STRIDE, report_every)
                 )
-            self.boosters_[target] = lgb.train(
-                self._booster_params(),
-                train,
-                num_boost_round=self.n_estimators,
-                callbacks=callbacks,
-            )
+            self.boosters_[target] = self._train(inputs[keep], t[keep], callbacks, valid)
         return self
+
+    def _train(
+        self,
+        inputs: pd.DataFrame,
+        target: np.ndarray,
+        callbacks: list,
+        valid: tuple[pd.DataFrame, np.ndarray] | None = None,
+    ) -> lgb.Booster:
+        """One booster on ``inputs`` and ``target`` (rows with a finite target).
+
+        With ``valid``, LightGBM scores the validation rows as it adds each tree (its own
+        incremental RMSE; re-predicting them from scratch at every report would cost a full
+        pass over all trees each time and stall training).
+        """
+        train = lgb.Dataset(
+            inputs,
+            label=target,
+            categorical_feature=list(self.categories_),
+            free_raw_data=False,
+        )
+        valid_sets = []
+        if valid is not None and len(valid[1]):
+            valid_sets = [lgb.Dataset(valid[0], label=valid[1], reference=train)]
+        return lgb.train(
+            self._booster_params(),
+            train,
+            num_boost_round=self.n_estimators,
+            valid_sets=valid_sets,
+            valid_names=["validation"] * len(valid_sets),
+            callbacks=callbacks,
+        )
 
     def model_inputs(self, X: pd.DataFrame) -> pd.DataFrame:
         """The frame the boosters consume (what a logged booster's signature describes).
@@ -269,6 +328,21 @@ class LightGBMRegressor(BenchmarkEstimator):
             ``index = X.index``, one column per target.
         """
         inputs = self._inputs(X)
+        if self.region_encoding == "per_region":
+            region = X["region"].astype(str).to_numpy()
+            out = pd.DataFrame(
+                np.tile(self.means_.to_numpy(dtype=float), (len(X), 1)),
+                index=X.index,
+                columns=self.targets_,
+            )
+            for key, booster in self.boosters_.items():
+                target, code = key.rsplit("@", 1)
+                rows = region == code
+                if rows.any():
+                    out.loc[rows, target] = booster.predict(
+                        inputs[rows], num_threads=self.num_threads
+                    )
+            return out
         preds = {
             t: b.predict(inputs, num_threads=self.num_threads) for t, b in self.boosters_.items()
         }
@@ -285,7 +359,8 @@ class LightGBMRegressor(BenchmarkEstimator):
         Returns
         -------
         pd.DataFrame
-            Index = feature names, one column per target.
+            Index = feature names, one column per target (per ``target@region`` with one model
+            per region).
         """
         return pd.DataFrame(
             {t: b.feature_importance(importance_type=kind) for t, b in self.boosters_.items()},
@@ -294,21 +369,15 @@ class LightGBMRegressor(BenchmarkEstimator):
 
 
 def _report_callback(
-    valid_inputs: pd.DataFrame,
-    valid_target: np.ndarray,
-    report: Callable[[int, float], None],
-    offset: int,
-    every: int,
+    report: Callable[[int, float], None], offset: int, every: int
 ) -> Callable[[Any], None]:
-    """A LightGBM callback reporting validation RMSE every ``every`` rounds."""
-    keep = np.isfinite(valid_target)
-    rows = valid_inputs[keep].to_numpy(dtype=np.float64)  # converted once, not every report
-    target = valid_target[keep]
+    """A LightGBM callback passing the validation RMSE LightGBM computed to ``report``."""
 
     def callback(env: Any) -> None:
         round_ = env.iteration + 1
-        if round_ % every == 0 and len(target):
-            pred = env.model.predict(rows, num_iteration=round_)
-            report(offset + round_, float(np.sqrt(np.mean((pred - target) ** 2))))
+        if round_ % every == 0:
+            for _, metric, value, _ in env.evaluation_result_list:
+                if metric == "rmse":
+                    report(offset + round_, float(value))
 
     return callback
