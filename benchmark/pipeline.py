@@ -244,6 +244,7 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         "optuna_storage": args.optuna_storage,
         "study_name": args.study_name,
         "results_dir": args.results_dir,
+        "allow_download": getattr(args, "allow_download", None),
     }
     return load_config(args.profile, args.config, data_dir=args.data_dir, **overrides)
 
