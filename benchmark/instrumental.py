@@ -109,9 +109,10 @@ def instrumental_table(
     -------
     pandas.DataFrame or None
         None without the ``musicnn`` tags; else one row per (group, target, statistic) with
-        :data:`COLUMNS`. Statistics: ``mean`` and ``region_centred_mean`` per group (``all``
-        included), ``difference`` (group ``instrumental - vocal``, region-centred) and
-        ``spearman_region`` (group ``all``: p(instrumental) against the target, within regions).
+        :data:`COLUMNS`. Statistics: ``mean`` and ``region_centred_mean`` for the groups
+        ``instrumental`` and ``vocal``, ``difference`` (group ``instrumental - vocal``, of the
+        region-centred means) and ``spearman_region`` (group ``all``: p(instrumental) against
+        the target, within each region, averaged over regions).
     """
     inputs = data.inputs.get(FEATURE_SET)
     needed = [INSTRUMENTAL_TAG, *VOCAL_TAGS]

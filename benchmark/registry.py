@@ -37,6 +37,10 @@ oracle) and ``deep`` models are compared against it."""
 PROBE = "probe"
 """The family of a classical model run on a pretrained encoder's outputs (:attr:`ModelRun.family`);
 compared against the best classical model, like a deep one."""
+ONE_THREAD = 1
+"""torch threads of the models on stored MusiCNN embeddings: their transformer is small (12
+tokens of width 96), and two threads were 7-15x slower than one per epoch on the busy 2-core
+machine (0.37 s against 2.9-6.1 s), where waiting threads spin."""
 AST_AUDIOSET = "MIT/ast-finetuned-audioset-10-10-0.4593"
 """The AudioSet AST checkpoint ``mp2_ast`` loads by default (download it first: docs/models.md)."""
 
@@ -240,7 +244,11 @@ register_model(
         MP2Estimator,
         "deep",
         features="musicnn_patches",
-        params={"encoder": "musicnn", "config": {"conditioning": "token"}},
+        params={
+            "encoder": "musicnn",
+            "config": {"conditioning": "token"},
+            "training": {"cpu_threads": ONE_THREAD},
+        },
         description="MP2 on frozen MSD MusiCNN: each 3 s patch embedding a token beside the region token",
     )
 )
@@ -250,7 +258,7 @@ register_model(
         MP3Estimator,
         "deep",
         features="musicnn_patches",
-        params={"encoder": "musicnn"},
+        params={"encoder": "musicnn", "training": {"cpu_threads": ONE_THREAD}},
         warm_start_from="mp2_musicnn",
         description="MP3 on frozen MSD MusiCNN patch embeddings (starts from mp2_musicnn's encoder)",
     )
