@@ -62,7 +62,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     """A tiny demo, a private weights cache and an empty Hugging Face cache."""
     root = tmp_path_factory.mktemp("pretrained-run")
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "MUSICPOP_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "TRANSFORMERS_", "MUSICPOP_"))
     }
     env.update(
         PYTHONUNBUFFERED="1",
