@@ -37,10 +37,12 @@ oracle) and ``deep`` models are compared against it."""
 PROBE = "probe"
 """The family of a classical model run on a pretrained encoder's outputs (:attr:`ModelRun.family`);
 compared against the best classical model, like a deep one."""
-ONE_THREAD = 1
-"""torch threads of the models on stored MusiCNN embeddings: their transformer is small (12
-tokens of width 96), and two threads were 7-15x slower than one per epoch on the busy 2-core
-machine (0.37 s against 2.9-6.1 s), where waiting threads spin."""
+FROZEN_MUSICNN_TRAINING = {"cpu_threads": 1, "batch_size": 64, "epochs": 40, "patience": 10}
+"""Training of the models on stored MusiCNN embeddings (a small transformer over 12 tokens of
+width 96). One torch thread: two were 7-15x slower per epoch on the busy 2-core machine (0.37 s
+against 2.9-6.1 s), where waiting threads spin. Batches of 64 and at most 40 epochs with patience
+10: on three song splits of the demo, 3.7 s of CPU per fit and Spearman 0.600 (log1p sum),
+against 9.8 s and 0.582 with the scratch model's 16 / 60 / 20 (docs/models.md)."""
 AST_AUDIOSET = "MIT/ast-finetuned-audioset-10-10-0.4593"
 """The AudioSet AST checkpoint ``mp2_ast`` loads by default (download it first: docs/models.md)."""
 
@@ -247,7 +249,7 @@ register_model(
         params={
             "encoder": "musicnn",
             "config": {"conditioning": "token"},
-            "training": {"cpu_threads": ONE_THREAD},
+            "training": FROZEN_MUSICNN_TRAINING,
         },
         description="MP2 on frozen MSD MusiCNN: each 3 s patch embedding a token beside the region token",
     )
@@ -258,7 +260,7 @@ register_model(
         MP3Estimator,
         "deep",
         features="musicnn_patches",
-        params={"encoder": "musicnn", "training": {"cpu_threads": ONE_THREAD}},
+        params={"encoder": "musicnn", "training": FROZEN_MUSICNN_TRAINING},
         warm_start_from="mp2_musicnn",
         description="MP3 on frozen MSD MusiCNN patch embeddings (starts from mp2_musicnn's encoder)",
     )
