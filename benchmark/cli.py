@@ -590,9 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         default=None,
         help=(
-            "all, classical (global_mean, region_mean, lightgbm, oracle), deep (mp2, mp3), or a "
-            "comma-separated list of models; a model may name a feature set: lightgbm[musicnn] "
-            "(default: the config's suite, else all)"
+            "all, classical (global_mean, region_mean, lightgbm, oracle), deep (mp2, mp3), "
+            "pretrained (lightgbm[musicnn], mp2_musicnn, mp3_musicnn), or a comma-separated list "
+            "of models (e.g. mp2_ast, mp2_musicnn_finetune); a model may name a feature set: "
+            "lightgbm[musicnn] (default: the config's suite, else all)"
         ),
     )
     p.add_argument(
@@ -650,6 +651,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="reports go to DIR/<dataset>/ (default ./results)",
     )
     p.add_argument("--workers", type=int, default=None, help="feature-extraction processes")
+    p.add_argument(
+        "--allow-download",
+        action="store_true",
+        default=None,
+        help=(
+            "let models download pretrained weights they do not find locally (mp2_ast's AST "
+            "checkpoint from the Hugging Face hub); without it nothing is downloaded"
+        ),
+    )
     p.add_argument(
         "--no-wait",
         action="store_true",

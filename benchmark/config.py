@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ SPLITS = ("kfold", "temporal")
 RESERVED_MODEL_KEYS = ("features",)
 """Keys of a ``[models.<name>]`` table that are not estimator parameters."""
 
-# Settings that say where outputs go, not what is computed: left out of the config hash.
+# Settings that say where outputs go (or may come from), not what is computed: left out of the
+# config hash.
 _OUTPUT_FIELDS = (
+    "allow_download",
     "tracking_uri",
     "optuna_storage",
     "study_name",
@@ -136,6 +139,9 @@ class BenchmarkConfig:
         not use it.
     write_report : bool
         Write ``results_dir/<dataset>/`` (off for the many runs of a control).
+    allow_download : bool
+        Let models download pretrained weights they do not find locally (an AST hub id not in
+        the Hugging Face cache); ``benchmark run --allow-download``. Off: nothing is downloaded.
     models : dict[str, dict[str, Any]]
         Per-model tables: fixed estimator parameters (they override the search space and the
         defaults) and the reserved key ``features``.
@@ -175,6 +181,7 @@ class BenchmarkConfig:
     num_threads: int = 1
     final_models: bool = True
     write_report: bool = True
+    allow_download: bool = False
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -279,18 +286,31 @@ def _merge(base: dict[str, Any], update: dict[str, Any], source: str) -> dict[st
         if key == "models":
             merged = {name: dict(p) for name, p in out.get("models", {}).items()}
             for name, params in value.items():
-                merged[name] = _deep_update(merged.get(name, {}), params)
+                merged[name] = deep_update(merged.get(name, {}), params)
             out[key] = merged
         else:
             out[key] = value
     return out
 
 
-def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` laid over it, nested tables merged key by key (new dicts).
+
+    Parameters
+    ----------
+    base, update : Mapping
+        Tables (e.g. a registry entry's parameters, then the configuration's or a tuning
+        sample).
+
+    Returns
+    -------
+    dict
+        The merge; neither argument is modified.
+    """
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_update(out[key], value)
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_update(dict(out[key]), value)
         else:
             out[key] = value
     return out

@@ -14,13 +14,19 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..features import store
 from ..features.errors import DataError
-from ..features.feature_sets import CLIPS, get_feature_set, reference_columns
+from ..features.feature_sets import (
+    CLIPS,
+    encoder_provenance,
+    get_feature_set,
+    reference_columns,
+)
 from ..features.layout import DataLayout
 from ..features.targets import CHARTED, TARGETS, curve_columns
 from ..models.estimators.base import APPEAL_COLUMN, CLIPS_COLUMN, ID_COLUMNS
@@ -46,6 +52,9 @@ class FeatureInputs:
         Tabular values, aligned with the rows.
     clips : dict[str, list[np.ndarray]] or None
         Clip arrays per track.
+    provenance : dict
+        The pretrained encoder behind the values, when there is one
+        (:func:`features.feature_sets.encoder_provenance`).
     """
 
     name: str
@@ -53,6 +62,7 @@ class FeatureInputs:
     service: str
     columns: pd.DataFrame | None = None
     clips: Mapping[str, list[np.ndarray]] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def available(self, frame: pd.DataFrame) -> np.ndarray:
         """Which rows of ``frame`` have these inputs."""
@@ -201,6 +211,7 @@ class BenchmarkData:
                 values.service,
                 columns=values.columns[keep] if values.columns is not None else None,
                 clips=values.clips,
+                provenance=values.provenance,
             )
             for name, values in self.inputs.items()
         }
@@ -215,6 +226,12 @@ class BenchmarkData:
             ground_truth=self.ground_truth,
             fingerprint=digest.hexdigest(),
         )
+
+    def provenance(self, run: ModelRun) -> dict[str, Any]:
+        """The pretrained encoder behind a model's inputs (``{}`` when none, or no inputs)."""
+        if run.features is None or run.features not in self.inputs:
+            return {}
+        return dict(self.inputs[run.features].provenance)
 
     def feature_service(self, run: ModelRun) -> str:
         """The FeatureService a model's inputs came from (``none`` for models without inputs)."""
@@ -371,7 +388,9 @@ def load_benchmark_data(
             clips = {
                 t: a for t, a in (arrays or {}).items() if t in set(values["track_id"][sha.notna()])
             }
-            inputs[name] = FeatureInputs(name, CLIPS, fs.service, clips=clips)
+            inputs[name] = FeatureInputs(
+                name, CLIPS, fs.service, clips=clips, provenance=encoder_provenance(layout, fs)
+            )
         else:
             numeric = [
                 c
@@ -381,7 +400,11 @@ def load_benchmark_data(
             if not numeric:
                 raise DataError(f"{layout.root}: the feature service {fs.service} gave no columns")
             inputs[name] = FeatureInputs(
-                name, fs.kind, fs.service, columns=values[numeric].reset_index(drop=True)
+                name,
+                fs.kind,
+                fs.service,
+                columns=values[numeric].reset_index(drop=True),
+                provenance=encoder_provenance(layout, fs),
             )
     keep = np.ones(len(frame), dtype=bool)
     for name, values in inputs.items():

@@ -295,6 +295,7 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         "study_name": getattr(args, "study_name", None),
         "results_dir": args.results_dir,
         "period": getattr(args, "period", None),
+        "allow_download": getattr(args, "allow_download", None),
     }
     return load_config(args.profile, args.config, data_dir=args.data_dir, **overrides)
 

@@ -6,7 +6,15 @@ parameters. A suite is one :func:`register_suite` call: a name and model names i
 
 A suite entry may name a feature set in brackets: ``lightgbm[musicnn]`` runs the ``lightgbm``
 entry on the ``musicnn`` feature set. Tabular models are shown with their feature set
-(``lightgbm[essentia]``), so two feature sets of one model sit side by side in every table.
+(``lightgbm[essentia]``), so two feature sets of one model sit side by side in every table. A
+classical model on the stored outputs of a pretrained encoder (a feature set with an
+``encoder``, e.g. ``lightgbm[musicnn]``) is a *probe* of that representation (HEAR, MARBLE): it
+is judged like a deep model, against the best classical model on hand-crafted features.
+
+The pretrained-encoder transformers are entries of their own: ``mp2_musicnn`` (frozen MusiCNN,
+its stored patch embeddings as tokens), ``mp3_musicnn`` (starts from ``mp2_musicnn``'s encoder),
+``mp2_musicnn_finetune`` (MusiCNN fine-tuned on its front-end patches) and ``mp2_ast`` (an AST
+checkpoint fine-tuned on fbank windows).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..features.errors import DataError
+from ..features.feature_sets import FEATURE_SETS
 from ..models.estimators.base import BenchmarkEstimator
 from ..models.estimators.baselines import GlobalMean, Oracle, RegionMean
 from ..models.estimators.deep import MP2Estimator, MP3Estimator
@@ -25,6 +34,17 @@ from ..models.estimators.gbm import LightGBMRegressor
 FAMILIES = ("baseline", "classical", "deep", "reference")
 """``baseline`` and ``classical`` models compete for "best classical model"; ``reference`` (the
 oracle) and ``deep`` models are compared against it."""
+PROBE = "probe"
+"""The family of a classical model run on a pretrained encoder's outputs (:attr:`ModelRun.family`);
+compared against the best classical model, like a deep one."""
+FROZEN_MUSICNN_TRAINING = {"cpu_threads": 1, "batch_size": 64, "epochs": 40, "patience": 10}
+"""Training of the models on stored MusiCNN embeddings (a small transformer over 12 tokens of
+width 96). One torch thread: two were 7-15x slower per epoch on the busy 2-core machine (0.37 s
+against 2.9-6.1 s), where waiting threads spin. Batches of 64 and at most 40 epochs with patience
+10: on three song splits of the demo, 3.7 s of CPU per fit and Spearman 0.600 (log1p sum),
+against 9.8 s and 0.582 with the scratch model's 16 / 60 / 20 (docs/models.md)."""
+AST_AUDIOSET = "MIT/ast-finetuned-audioset-10-10-0.4593"
+"""The AudioSet AST checkpoint ``mp2_ast`` loads by default (download it first: docs/models.md)."""
 
 _ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?:\[(?P<features>[A-Za-z0-9_.-]+)\])?$")
 
@@ -83,6 +103,14 @@ class ModelRun:
         if self.spec.estimator.inputs == "tabular" and self.features:
             return f"{self.spec.name}[{self.features}]"
         return self.spec.name
+
+    @property
+    def family(self) -> str:
+        """The entry's family; ``probe`` for a classical model on a pretrained encoder's outputs."""
+        fs = FEATURE_SETS.get(self.features or "")
+        if self.spec.family == "classical" and fs is not None and fs.encoder is not None:
+            return PROBE
+        return self.spec.family
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -212,6 +240,58 @@ register_model(
     )
 )
 
+register_model(
+    ModelSpec(
+        "mp2_musicnn",
+        MP2Estimator,
+        "deep",
+        features="musicnn_patches",
+        params={
+            "encoder": "musicnn",
+            "config": {"conditioning": "token"},
+            "training": FROZEN_MUSICNN_TRAINING,
+        },
+        description="MP2 on frozen MSD MusiCNN: each 3 s patch embedding a token beside the region token",
+    )
+)
+register_model(
+    ModelSpec(
+        "mp3_musicnn",
+        MP3Estimator,
+        "deep",
+        features="musicnn_patches",
+        params={"encoder": "musicnn", "training": FROZEN_MUSICNN_TRAINING},
+        warm_start_from="mp2_musicnn",
+        description="MP3 on frozen MSD MusiCNN patch embeddings (starts from mp2_musicnn's encoder)",
+    )
+)
+register_model(
+    ModelSpec(
+        "mp2_musicnn_finetune",
+        MP2Estimator,
+        "deep",
+        features="musicnn_input",
+        params={"encoder": "musicnn", "frozen": False, "config": {"conditioning": "token"}},
+        description="MP2 fine-tuning MSD MusiCNN (at 0.1x the learning rate) on its 3 s patches",
+    )
+)
+register_model(
+    ModelSpec(
+        "mp2_ast",
+        MP2Estimator,
+        "deep",
+        features="ast_fbank",
+        params={
+            "encoder": "ast",
+            "frozen": False,
+            "ast_checkpoint": AST_AUDIOSET,
+            "config": {"conditioning": "token"},
+        },
+        description="MP2 fine-tuning an AST checkpoint (at 0.1x the learning rate) on 10.24 s windows",
+    )
+)
+
 CLASSICAL = register_suite("classical", ["global_mean", "region_mean", "lightgbm", "oracle"])
 DEEP = register_suite("deep", ["mp2", "mp3"])
-register_suite("all", CLASSICAL + DEEP)
+PRETRAINED = register_suite("pretrained", ["lightgbm[musicnn]", "mp2_musicnn", "mp3_musicnn"])
+register_suite("all", [*CLASSICAL, "lightgbm[musicnn]", *DEEP, "mp2_musicnn"])

@@ -5,7 +5,11 @@
 :func:`render_markdown` writes it as ``summary.md`` and :func:`render_html` as a self-contained
 ``report.html`` through the Jinja2 template ``templates/report.html.j2``; the terminal table is a
 third view of the same pivot. ``summary.csv`` is the tidy metrics table itself (one row per model
-x target x metric, with the 95% bootstrap interval and the paired differences).
+x target x metric, with the 95% bootstrap interval and the paired differences) with each model's
+provenance (``encoder``, ``encoder_weights_sha256``, ``encoder_frozen``), which the report's
+models table shows too. When the run loaded the ``musicnn`` feature set, the report has a section
+on popularity by vocal/instrumental group (:mod:`benchmark.instrumental`, also written as
+``instrumental.csv``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pandas as pd
 from ..features.feature_sets import available_feature_sets
 from ..features.layout import DataLayout, write_text_atomic
 from .data import LEFT_OUT, BenchmarkData
+from .instrumental import RULE, instrumental_table
 from .metrics import CURVE_TARGET, ordered_metrics
 from .plots import (
     plot_curve_rmse_by_step,
@@ -33,13 +38,16 @@ from .plots import (
     plot_pred_vs_true,
     plot_region_spearman,
 )
-from .results import Results
+from .results import ModelInfo, Results
 from .splits import describe_groups, group_labels
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 SUMMARY_COLUMNS = [
     "model",
     "kind",
+    "encoder",
+    "encoder_weights_sha256",
+    "encoder_frozen",
     "target",
     "metric",
     "maximize",
@@ -190,6 +198,66 @@ def pivot(
 
 
 @dataclass
+class ModelRow:
+    """One line of the models table: how a model was set up and what encoder it stands on."""
+
+    model: str
+    kind: str
+    inputs: str
+    encoder: str
+    weights: str
+    frozen: str
+    tuned: str
+
+
+def model_rows(models: Mapping[str, ModelInfo]) -> list[ModelRow]:
+    """The models table: inputs, provenance (encoder, weights' sha256, frozen) and tuning."""
+    out = []
+    for m in models.values():
+        frozen = "" if m.encoder_frozen is None else ("yes" if m.encoder_frozen else "no")
+        out.append(
+            ModelRow(
+                model=m.name,
+                kind=m.family,
+                inputs=f"{m.features} ({m.feature_service})" if m.features else "none",
+                encoder=m.encoder or "none",
+                weights=m.encoder_weights_sha256[:16],
+                frozen=frozen,
+                tuned="yes" if m.tuned else "no",
+            )
+        )
+    return out
+
+
+@dataclass
+class InstrumentalSection:
+    """Popularity by vocal/instrumental group (:func:`benchmark.instrumental.instrumental_table`)."""
+
+    rule: str
+    rows: list[dict[str, str]]
+
+
+def instrumental_section(table: pd.DataFrame | None) -> InstrumentalSection | None:
+    """The section's rows as text: ``value [low, high]`` per group, target and statistic."""
+    if table is None:
+        return None
+    rows = []
+    for r in table.itertuples():
+        signed = r.statistic in ("difference", "spearman_region")
+        rows.append(
+            {
+                "group": str(r.group),
+                "target": str(r.target),
+                "statistic": str(r.statistic),
+                "value": _interval_text(r.value, r.ci_low, r.ci_high, signed=signed),
+                "rows": f"{r.n_rows:,}",
+                "songs": f"{r.n_songs:,}",
+            }
+        )
+    return InstrumentalSection(RULE, rows)
+
+
+@dataclass
 class Report:
     """Everything both renderers show."""
 
@@ -202,6 +270,8 @@ class Report:
     data_rows: list[tuple[str, str]]
     config: dict[str, Any]
     timings: list[Mapping[str, Any]] = field(default_factory=list)
+    models: list[ModelRow] = field(default_factory=list)
+    instrumental: InstrumentalSection | None = None
 
 
 def summarize_data(layout: DataLayout) -> list[tuple[str, str]]:
@@ -378,6 +448,10 @@ def build_report(
         data_rows=summarize_data(layout) if layout is not None else [],
         config=results.config.to_dict(),
         timings=list(timings),
+        models=model_rows(results.models),
+        instrumental=instrumental_section(
+            instrumental_table(data, results.config.bootstrap, results.config.seed)
+        ),
     )
 
 
@@ -418,6 +492,44 @@ def render_markdown(report: Report) -> str:
         "confidence, and an interval containing 0 means not distinguishable. summary.csv also "
         "has the paired difference to region_mean.",
         "",
+    ]
+    if report.models:
+        lines += [
+            "## Models",
+            "",
+            "| model | kind | inputs (FeatureService) | encoder | weights sha256 | frozen | tuned |",
+            "|---|---|---|---|---|---|---|",
+            *[
+                f"| {m.model} | {m.kind} | {m.inputs} | {m.encoder} | {m.weights} | {m.frozen} "
+                f"| {m.tuned} |"
+                for m in report.models
+            ],
+            "",
+            "Encoder: the pretrained network behind a model's inputs or in its network "
+            "(`scratch`: trained from scratch; `none`: hand-crafted features or no inputs); "
+            "weights: the first 16 hex digits of the sha256 of its weights (summary.csv has all "
+            "64); frozen: whether those weights were kept fixed.",
+            "",
+        ]
+    if report.instrumental is not None:
+        lines += [
+            "## Instrumental or vocal?",
+            "",
+            f"Rule: {report.instrumental.rule}. Values with 95% song-bootstrap intervals; "
+            "`region_centred_mean` is the mean of each row minus its region's mean, "
+            "`difference` the instrumental minus vocal difference of it, `spearman_region` the "
+            "within-region Spearman correlation of p(instrumental) with the target.",
+            "",
+            "| group | target | statistic | value [95% interval] | rows | songs |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {r['group']} | {r['target']} | {r['statistic']} | {r['value']} "
+                f"| {r['rows']} | {r['songs']} |"
+                for r in report.instrumental.rows
+            ],
+            "",
+        ]
+    lines += [
         "## Plots",
         "",
         *[f"![{p.stem}]({p.name})" for p in report.plots],
@@ -551,6 +663,17 @@ def write_plots(results: Results, data: BenchmarkData, out: Path) -> list[Path]:
     return plots
 
 
+def summary_table(results: Results) -> pd.DataFrame:
+    """``summary.csv``: the tidy metrics with each model's provenance (:data:`SUMMARY_COLUMNS`)."""
+    table = results.metrics.copy()
+    info = results.models
+    for column in ("encoder", "encoder_weights_sha256", "encoder_frozen"):
+        table[column] = table["model"].map(
+            lambda m, c=column: getattr(info[m], c) if m in info else None
+        )
+    return table.reindex(columns=SUMMARY_COLUMNS)
+
+
 def write_report(
     results: Results, data: BenchmarkData, timings: Sequence[Mapping[str, Any]] = ()
 ) -> Path:
@@ -574,9 +697,13 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.png"):
         stale.unlink()
-    write_text_atomic(
-        out / "summary.csv", results.metrics.reindex(columns=SUMMARY_COLUMNS).to_csv(index=False)
-    )
+    write_text_atomic(out / "summary.csv", summary_table(results).to_csv(index=False))
+    instrumental = instrumental_table(data, results.config.bootstrap, results.config.seed)
+    stale = out / "instrumental.csv"
+    if instrumental is not None:
+        write_text_atomic(stale, instrumental.to_csv(index=False))
+    elif stale.exists():
+        stale.unlink()
     write_text_atomic(out / "split.csv", results.split.to_csv(index=False))
     plots = write_plots(results, data, out)
     render_pages(results, data, plots, timings)

@@ -28,6 +28,13 @@ class ModelInfo:
         Whether Optuna tuned it (with the run's equal budget).
     description : str
         One line.
+    encoder : str
+        The encoder behind its predictions: a pretrained network (``MSD_musicnn``,
+        ``ast:<checkpoint>``), ``scratch``, or empty (hand-crafted features, no inputs).
+    encoder_weights_sha256 : str
+        sha256 of the pretrained weights (empty when none).
+    encoder_frozen : bool or None
+        Whether the pretrained weights were kept fixed (None without an encoder).
     """
 
     name: str
@@ -36,6 +43,9 @@ class ModelInfo:
     feature_service: str
     tuned: bool
     description: str = ""
+    encoder: str = ""
+    encoder_weights_sha256: str = ""
+    encoder_frozen: bool | None = None
 
 
 @dataclass

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from ..features.errors import DataError
 from ..features.feature_sets import get_feature_set
 from ..features.layout import DataLayout
-from ..models.estimators.base import ID_COLUMNS, BenchmarkEstimator
-from .config import BenchmarkConfig
+from ..models.estimators.base import ID_COLUMNS, PROVENANCE_KEYS, BenchmarkEstimator
+from .config import BenchmarkConfig, deep_update
 from .data import BenchmarkData, load_benchmark_data
 from .metrics import METRICS, evaluate
 from .plots import plot_feature_importance
@@ -129,12 +129,13 @@ def build_estimator(
         Unfitted.
     """
     cls = run.spec.estimator
-    settings = {**run.spec.params, **params}
+    settings = deep_update(dict(run.spec.params), params)  # nested tables merged key by key
     runtime = {
         "seed": seed,
         "num_threads": ctx.config.num_threads,
         "regions": sorted(ctx.data.frame["region"].unique()),
         "progress": True,
+        "allow_download": ctx.config.allow_download,
     }
     settings.update({name: runtime[name] for name in cls.runtime})
     if cls.checkpoints and ctx.checkpoint_root is not None and fold is not None:
@@ -188,6 +189,7 @@ class _ModelFits:
         self.y = ctx.data.y(run)
         self.fixed = ctx.config.model_params(run.spec.name)
         self.tuned = self.cls.is_tunable() and ctx.config.n_trials > 0
+        self.provenance: dict[str, Any] = {}
 
     def _params(self, rows: np.ndarray, seed: int, study: str) -> tuple[dict, pd.DataFrame | None]:
         """Tuned parameters on ``rows`` (an outer training part), or the configured ones."""
@@ -228,6 +230,7 @@ class _ModelFits:
         params, trials = self._params(fold.train, seed, study)
         estimator = build_estimator(self.run, params, seed, ctx, fold.index)
         estimator.fit(self.X.iloc[fold.train], self.y.iloc[fold.train])
+        self.provenance = self.provenance or estimator.provenance()
         X_test = self.X.iloc[fold.test]
         pred = _check_prediction(
             estimator.predict(X_test), X_test, list(self.y.columns), self.run.name
@@ -267,11 +270,37 @@ class _ModelFits:
         return importance
 
 
-def _run_model(run: ModelRun, folds: list[Fold], ctx: _Context, bar: Any) -> tuple:
-    """Every fold of one model, in its own MLflow child run; returns (predictions, importance).
+def provenance_of(run: ModelRun, fitted: dict[str, Any], data: BenchmarkData) -> dict[str, Any]:
+    """A model's provenance: the fitted estimator's, with its feature set's laid over it.
 
-    With ``config.final_models``, a LightGBM-like model is tuned and fitted once more on all
-    rows and logged.
+    A set of stored encoder outputs says which network and weights computed them, and that they
+    were frozen; an estimator says what it loaded itself (a fine-tuned backbone) or that it trained
+    its encoder from scratch.
+
+    Parameters
+    ----------
+    run : ModelRun
+        The model.
+    fitted : dict
+        ``BenchmarkEstimator.provenance()`` of one of its fitted estimators.
+    data : BenchmarkData
+        The rows and inputs it ran on.
+
+    Returns
+    -------
+    dict
+        Keys of :data:`~models.estimators.base.PROVENANCE_KEYS` (those known).
+    """
+    merged = {**fitted, **data.provenance(run)}
+    return {k: merged[k] for k in PROVENANCE_KEYS if k in merged}
+
+
+def _run_model(run: ModelRun, folds: list[Fold], ctx: _Context, bar: Any) -> tuple:
+    """Every fold of one model, in its own MLflow child run.
+
+    Returns (predictions, importance, tuned, provenance); the provenance is also set as tags
+    of the model's run. With ``config.final_models``, a LightGBM-like model is tuned and fitted
+    once more on all rows and logged.
     """
     fits = _ModelFits(run, ctx)
     logger = ctx.logger
@@ -287,7 +316,9 @@ def _run_model(run: ModelRun, folds: list[Fold], ctx: _Context, bar: Any) -> tup
     logger.frame(ids.join(oof.add_prefix("pred_")).reset_index(names="row"), "predictions.csv")
     final = ctx.config.final_models and run.spec.estimator.logs_model == "lightgbm"
     importance = fits.final() if final else None
-    return oof, importance, fits.tuned
+    provenance = provenance_of(run, fits.provenance, ctx.data)
+    logger.tags({k: str(v) for k, v in provenance.items()} or {"encoder": "none"})
+    return oof, importance, fits.tuned, provenance
 
 
 def _checkpoint_root(config: BenchmarkConfig, data: BenchmarkData, tags: dict, run_id: str):
@@ -403,19 +434,29 @@ def run_suite(
                 run_tags = {
                     **tags,
                     "model": run.name,
-                    "family": run.spec.family,
+                    "family": run.family,
                     **feature_set_tags(data, run),
                     "role": "model",
                 }
                 model_started = time.perf_counter()
                 with logger.run(run.name, run_tags) as child:
                     child_ids[run.name] = child
-                    predictions[run.name], importance, tuned = _run_model(run, folds, ctx, bar)
+                    predictions[run.name], importance, tuned, provenance = _run_model(
+                        run, folds, ctx, bar
+                    )
                 timings[f"fit {run.name}"] = time.perf_counter() - model_started
                 if importance is not None:
                     importances[run.name] = importance
                 models[run.name] = ModelInfo(
-                    run.name, run.spec.family, run.features, service, tuned, run.spec.description
+                    run.name,
+                    run.family,
+                    run.features,
+                    service,
+                    tuned,
+                    run.spec.description,
+                    encoder=str(provenance.get("encoder", "")),
+                    encoder_weights_sha256=str(provenance.get("encoder_weights_sha256", "")),
+                    encoder_frozen=provenance.get("encoder_frozen"),
                 )
 
         truth = data.frame.iloc[evaluated]

@@ -339,7 +339,8 @@ class RunLogger:
         """Log a fitted MP2/MP3 network with mlflow.pytorch, its config and a signature.
 
         The signature documents the network's inputs: a batch of standardised input crops
-        ``x`` (B, n_mels, n_frames) and region indices ``region`` (B,), and its output.
+        ``x`` (B, n_mels, n_frames), or (B, n_segments, ...) for a pretrained encoder (the
+        estimator's ``crop_shape_``), and region indices ``region`` (B,), and its output.
 
         Parameters
         ----------
@@ -362,8 +363,7 @@ class RunLogger:
 
         model = estimator.model_.to("cpu").eval()
         config = estimator.config_
-        n_mels, n_frames = config.encoder.n_mels, config.encoder.n_frames
-        x = torch.zeros(2, n_mels, n_frames)  # (B, n_mels, T)
+        x = torch.zeros(2, *estimator.crop_shape_)  # (B, n_mels, T) or (B, S, ...)
         region = torch.zeros(2, dtype=torch.long)  # (B,)
         with torch.no_grad():
             preds, _ = model(x, region)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from .errors import DataError
 
@@ -102,13 +103,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def state_sha256(model: ASTModel) -> str:
+def state_sha256(model: nn.Module) -> str:
     """sha256 over a model's parameters and buffers (names, shapes, bytes), for provenance.
+
+    Used for every pretrained encoder (AST, MusiCNN): unlike a file's sha256 it does not
+    change with the file format or the metadata a converter writes.
 
     Parameters
     ----------
-    model : transformers.ASTModel
-        The loaded encoder.
+    model : torch.nn.Module
+        The loaded encoder (e.g. a ``transformers.ASTModel``).
 
     Returns
     -------

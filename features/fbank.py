@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -223,3 +223,13 @@ def ast_windows(signal_16k: np.ndarray, config: FbankConfig | None = None) -> np
     fbank = kaldi_fbank(signal_16k, c)
     starts = window_starts(fbank.shape[0], c.target_frames)
     return np.stack([normalise_fbank(fbank[s : s + c.target_frames], c) for s in starts])
+
+
+def compute(signal_16k: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``ast_fbank`` extractor: ``{"ast_fbank": (W, 1024, 128) float16}`` (:func:`ast_windows`)."""
+    return {"ast_fbank": ast_windows(signal_16k).astype(np.float16)}
+
+
+def parameters() -> dict[str, object]:
+    """Everything that determines :func:`compute`'s output (the front end's settings)."""
+    return asdict(FbankConfig())

@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import lowlevel, mel
+from . import fbank, lowlevel, mel, pretrained
 from .errors import DataError
 from .layout import DataLayout
 
@@ -120,6 +120,12 @@ class FeatureSet:
         Extracted by ``benchmark features extract`` when no ``--sets`` are given.
     dtype : str
         Storage dtype of a clips set's arrays (``float16`` keeps spectrograms small).
+    metadata : Mapping[str, Any]
+        An ingested table's record (``features/<name>.json``).
+    encoder : str or None
+        The pretrained network whose (frozen) outputs the set holds, e.g. ``MSD_musicnn``; its
+        weights' sha256 is the extractor parameter ``weights_sha256``. Every model reading the set
+        names it in its provenance (:func:`encoder_provenance`).
     """
 
     name: str
@@ -133,6 +139,7 @@ class FeatureSet:
     default: bool = True
     dtype: str = "float32"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    encoder: str | None = None
 
     @property
     def service(self) -> str:
@@ -246,6 +253,39 @@ def get_feature_set(name: str, layout: DataLayout | None = None) -> FeatureSet:
 def available_feature_sets(layout: DataLayout) -> list[FeatureSet]:
     """The feature sets whose table exists in the data dir (what the store serves)."""
     return [fs for fs in feature_sets(layout).values() if fs.table(layout).exists()]
+
+
+def encoder_provenance(layout: DataLayout | None, feature_set: FeatureSet) -> dict[str, Any]:
+    """What a model reading ``feature_set`` must say about the pretrained encoder behind it.
+
+    Parameters
+    ----------
+    layout : DataLayout or None
+        The data dir whose table the model read (None: data built in memory).
+    feature_set : FeatureSet
+        The set.
+
+    Returns
+    -------
+    dict
+        Empty for a set that holds no encoder's outputs; else ``encoder`` (the network),
+        ``encoder_weights_sha256`` (the sha256 of the weights that computed the stored table, as
+        recorded in ``features/<name>.json`` by extraction; ``unknown`` without the record) and
+        ``encoder_frozen`` (True: stored outputs cannot be fine-tuned).
+    """
+    if feature_set.encoder is None:
+        return {}
+    sha256 = "unknown"
+    info = layout.feature_info(feature_set.name) if layout is not None else None
+    if info is not None and info.exists():
+        record = info.read()
+        fingerprint = record.get("fingerprint", {}) if isinstance(record, dict) else {}
+        sha256 = str(fingerprint.get("parameters", {}).get("weights_sha256", "unknown"))
+    return {
+        "encoder": feature_set.encoder,
+        "encoder_weights_sha256": sha256,
+        "encoder_frozen": True,
+    }
 
 
 # --- clip arrays ------------------------------------------------------------------------------
@@ -438,6 +478,81 @@ register_feature_set(
         dtype="float16",
     )
 )
+MUSICNN_EXTRACTOR = Extractor(
+    name="musicnn",
+    version=1,
+    sample_rate=pretrained.SAMPLE_RATE,
+    compute=pretrained.musicnn_compute,
+    parameters=pretrained.musicnn_parameters,
+    outputs=("embedding", "tags", "patch_embeddings"),
+)
+MUSICNN_FRONTEND_EXTRACTOR = Extractor(
+    name="musicnn_frontend",
+    version=1,
+    sample_rate=pretrained.SAMPLE_RATE,
+    compute=pretrained.musicnn_input_compute,
+    parameters=pretrained.musicnn_input_parameters,
+    outputs=("musicnn_input",),
+)
+AST_FBANK_EXTRACTOR = Extractor(
+    name="ast_fbank",
+    version=1,
+    sample_rate=fbank.FbankConfig().sample_rate,
+    compute=fbank.compute,
+    parameters=fbank.parameters,
+    outputs=("ast_fbank",),
+)
+
+register_feature_set(
+    FeatureSet(
+        name="musicnn",
+        version=1,
+        kind=TABULAR,
+        description=(
+            "MSD MusiCNN per track: 200-d penultimate embedding and 50 tag probabilities "
+            "(means over 3 s patches and clips)."
+        ),
+        extractor=MUSICNN_EXTRACTOR,
+        outputs=("embedding", "tags"),
+        columns=pretrained.EMBEDDING_COLUMNS + pretrained.MSD_TAG_COLUMNS,
+        encoder=pretrained.MUSICNN_MODEL,
+    )
+)
+register_feature_set(
+    FeatureSet(
+        name="musicnn_patches",
+        version=1,
+        kind=CLIPS,
+        description="MSD MusiCNN 200-d embedding of every 3 s patch of every clip (P, 200).",
+        extractor=MUSICNN_EXTRACTOR,
+        outputs=("patch_embeddings",),
+        encoder=pretrained.MUSICNN_MODEL,
+    )
+)
+register_feature_set(
+    FeatureSet(
+        name="musicnn_input",
+        version=1,
+        kind=CLIPS,
+        description="MusiCNN front end of every clip: 3 s log-mel patches (P, 187, 96), float16.",
+        extractor=MUSICNN_FRONTEND_EXTRACTOR,
+        outputs=("musicnn_input",),
+        default=False,
+        dtype="float16",
+    )
+)
+register_feature_set(
+    FeatureSet(
+        name="ast_fbank",
+        version=1,
+        kind=CLIPS,
+        description="AST front end of every clip: 10.24 s Kaldi fbank windows (W, 1024, 128), float16.",
+        extractor=AST_FBANK_EXTRACTOR,
+        outputs=("ast_fbank",),
+        default=False,
+        dtype="float16",
+    )
+)
 
 
 __all__ = [
@@ -452,6 +567,7 @@ __all__ = [
     "clip_references",
     "decode_array",
     "encode_array",
+    "encoder_provenance",
     "feature_sets",
     "get_feature_set",
     "ingested_feature_set",

@@ -35,6 +35,10 @@ patience = 3
 [models.mp3.training]
 epochs = 3
 patience = 3
+
+[models.mp2_musicnn.training]
+epochs = 3
+patience = 3
 """
 
 
@@ -69,11 +73,14 @@ def test_every_model_of_both_suites_is_in_the_summary_with_intervals(
     summary = pd.read_csv(work / "results" / "demo" / "summary.csv")
     models = set(summary["model"])
     assert {"global_mean", "region_mean", "lightgbm[essentia]", "oracle", "mp2", "mp3"} <= models
+    assert {"lightgbm[musicnn]", "mp2_musicnn"} <= models  # the pretrained MusiCNN rows
     headline = summary[
         (summary["metric"] == "spearman") & (summary["target"] == "log1p_charted_sum")
     ]
     scored = headline.dropna(subset=["value"])
-    assert {"lightgbm[essentia]", "mp2", "mp3"} <= set(scored["model"])
+    assert {"lightgbm[essentia]", "mp2", "mp3", "lightgbm[musicnn]", "mp2_musicnn"} <= set(
+        scored["model"]
+    )
     assert (scored["ci_low"] <= scored["value"]).all() and (
         scored["value"] <= scored["ci_high"]
     ).all()

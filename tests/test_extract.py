@@ -32,6 +32,7 @@ from musicpop.features.mel import MelConfig, log_mel, n_frames_for
 
 RATE = 22_050
 REPO = Path(__file__).resolve().parents[1]
+CLASSIC = ["essentia", "mel"]  # the sets these tests check (the default MusiCNN sets need 3 s)
 
 
 def _track(i: int) -> str:
@@ -112,7 +113,7 @@ def _decoded(row: pd.Series) -> np.ndarray:
 
 
 def test_extracts_every_clip_and_a_rerun_extracts_nothing(tiny_dir: Path) -> None:
-    report = extract_features(tiny_dir, workers=1, progress=False)
+    report = extract_features(tiny_dir, workers=1, sets=CLASSIC, progress=False)
     assert (report.clips, report.tracks, report.extracted, report.cached, report.failed) == (
         4,
         3,
@@ -166,7 +167,7 @@ def test_extracts_every_clip_and_a_rerun_extracts_nothing(tiny_dir: Path) -> Non
     errors = pd.read_parquet(tiny_dir / "extract_errors.parquet")
     assert list(errors.columns) == ["path", "error_type", "message"] and errors.empty
 
-    again = extract_features(tiny_dir, workers=1, progress=False)
+    again = extract_features(tiny_dir, workers=1, sets=CLASSIC, progress=False)
     assert (again.extracted, again.cached) == (0, 4)
     pd.testing.assert_frame_equal(
         pd.read_parquet(tiny_dir / "features" / "essentia.parquet"), lowlevel
@@ -174,7 +175,7 @@ def test_extracts_every_clip_and_a_rerun_extracts_nothing(tiny_dir: Path) -> Non
     pd.testing.assert_frame_equal(pd.read_parquet(tiny_dir / "features" / "mel.parquet"), mel)
 
     # another decoding setting is another cache key: every clip is extracted again
-    other = extract_features(tiny_dir, workers=1, max_seconds=1.5, progress=False)
+    other = extract_features(tiny_dir, workers=1, sets=CLASSIC, max_seconds=1.5, progress=False)
     assert (other.extracted, other.cut) == (4, 4)
     assert "4 clips longer than 1.5 s cut" in other.summary()
     shorter = pd.read_parquet(tiny_dir / "features" / "mel.parquet")
@@ -211,7 +212,7 @@ def test_bad_clips_are_listed_and_every_good_one_is_extracted(tmp_path: Path) ->
     paths = [good_mp3, *bad, good_ogg]
     _write_tables(tmp_path, [(_track(i), 0, p) for i, p in enumerate(paths)], release={})
 
-    report = extract_features(tmp_path, workers=2, progress=False)
+    report = extract_features(tmp_path, workers=2, sets=CLASSIC, progress=False)
     assert report.failed == len(bad) and report.rows["mel"] == 2
     assert "extract_errors.parquet" in report.summary()
     errors = pd.read_parquet(tmp_path / "extract_errors.parquet")
@@ -224,7 +225,7 @@ def test_bad_clips_are_listed_and_every_good_one_is_extracted(tmp_path: Path) ->
     lowlevel = pd.read_parquet(tmp_path / "features" / "essentia.parquet")
     assert lowlevel["track_id"].tolist() == [_track(0), _track(len(paths) - 1)]
     # failures are cached too: nothing is decoded again
-    assert extract_features(tmp_path, workers=2, progress=False).extracted == 0
+    assert extract_features(tmp_path, workers=2, sets=CLASSIC, progress=False).extracted == 0
 
 
 def test_cli_prints_a_summary_and_one_line_errors(
@@ -306,8 +307,9 @@ def test_real_audio_extracts_through_the_pool(shared_data: Path, tmp_path: Path)
         (_track(2), 0, audio / "Kevin_MacLeod_-_Vibe_Ace.ogg"),
     ]
     _write_tables(tmp_path, clips, release={})
-    report = extract_features(tmp_path, workers=2, progress=False)
-    assert (report.extracted, report.failed, report.rows) == (3, 0, {"essentia": 2, "mel": 3})
+    report = extract_features(tmp_path, workers=2, progress=False)  # every default set
+    assert (report.extracted, report.failed) == (3, 0)
+    assert report.rows == {"essentia": 2, "mel": 3, "musicnn": 2, "musicnn_patches": 3}
     assert report.cut == 1  # the 61 s OGG is cut to the default 60 s
     mel = pd.read_parquet(tmp_path / "features" / "mel.parquet")
     ogg_frames = n_frames_for(60 * 16_000, MelConfig())

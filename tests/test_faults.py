@@ -681,7 +681,9 @@ def test_a_checkpoint_carrying_code_is_refused_and_nothing_runs(tmp_path: Path, 
     tracks = [f"t{i}" for i in range(8)]
     X = pd.DataFrame({"track_id": tracks, "song_id": tracks, "region": "us"})
     X["clips"] = [[rng.normal(size=(16, 40)).astype(np.float16)] for _ in tracks]
-    y = pd.DataFrame({"log1p_sum": rng.normal(10, 1, 8), "log1p_debut": rng.normal(8, 1, 8)})
+    y = pd.DataFrame(
+        {"log1p_charted_sum": rng.normal(10, 1, 8), "log1p_debut": rng.normal(8, 1, 8)}
+    )
     encoder = EncoderConfig(n_mels=16, n_frames=32, dim=16, n_layers=1, n_heads=2)
     training = TrainingConfig(epochs=2, batch_size=4, val_fraction=0.0, cpu_threads=1)
     estimator = MP2Estimator(

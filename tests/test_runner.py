@@ -163,8 +163,10 @@ def test_suites_and_config() -> None:
         "region_mean",
         "lightgbm[essentia]",
         "oracle",
+        "lightgbm[musicnn]",
         "mp2",
         "mp3",
+        "mp2_musicnn",
     ]
     runs = resolve_suite("lightgbm, region_mean,lightgbm[mel],lightgbm", features="musicnn")
     assert [r.name for r in runs] == ["lightgbm[musicnn]", "region_mean", "lightgbm[mel]"]

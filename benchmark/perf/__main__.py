@@ -10,7 +10,7 @@ import sys
 SCRIPTS = {
     "extraction": (
         "musicpop.benchmark.perf.extraction",
-        "decoding, Essentia low-level, log-mel: clips/s, real-time factor",
+        "decoding and every audio feature set (Essentia, log-mel, MusiCNN, front ends): clips/s",
     ),
     "store": (
         "musicpop.benchmark.perf.store",

@@ -1,4 +1,8 @@
-"""Feature-extraction speed: decoding, Essentia low-level and log-mel, for 1 and 2 worker processes.
+"""Feature-extraction speed of every audio feature set, for 1 and 2 worker processes.
+
+Stages: decoding, Essentia low-level, log-mel, MSD MusiCNN (tags, embedding and patch embeddings,
+one forward pass: the ``musicnn`` and ``musicnn_patches`` sets), the MusiCNN front end
+(``musicnn_input``) and the AST front end (``ast_fbank``).
 
 ``python -m musicpop.benchmark.perf extraction [--audio DIR] [--clips N] [--workers 1 2]``
 
@@ -6,12 +10,13 @@ Runs on N generated 30 s stereo 44.1 kHz MP3 clips (a chord pad, a bass line and
 or on the audio files in ``--audio DIR``. For every stage and worker count it prints clips/s and
 the real-time factor (seconds of audio processed per second), overall and per worker.
 
-Method: each stage runs in a ``spawn`` process pool that is warmed up first (imports done). A task
-times only its stage inside the worker (the log-mel and low-level stages get an already decoded
-signal), repeating it ``--repeat`` times; a stage's throughput is the number of clips divided by
-the busiest worker's total stage time, so worker start-up and the decoding a stage excludes are
-not counted but contention between the concurrent workers is. The ``end-to-end`` row is plain wall
-time for what ``extract_features`` runs per clip (decode once, low-level, log-mel).
+Method: each stage runs in a ``spawn`` process pool that is warmed up first (imports done, the
+MusiCNN weights loaded once per worker as extraction does). A task times only its stage inside
+the worker (the feature stages get an already decoded signal), repeating it ``--repeat`` times;
+a stage's throughput is the number of clips divided by the busiest worker's total stage time, so
+worker start-up and the decoding a stage excludes are not counted but contention between the
+concurrent workers is. The ``end-to-end`` row is plain wall time for what ``extract_features``
+runs per clip for the default feature sets (decode once, every default set's extractor).
 """
 
 from __future__ import annotations
@@ -29,11 +34,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ...features import fbank
 from ...features.audio import load_audio, load_audio_rates
+from ...features.feature_sets import FEATURE_SETS
 from ...features.lowlevel import LOWLEVEL_SAMPLE_RATE, extract_lowlevel
 from ...features.mel import MelConfig, log_mel
+from ...features.pretrained import musicnn_compute, musicnn_input_compute, process_tagger
 
 AUDIO_SUFFIXES = {".mp3", ".ogg", ".wav", ".flac"}
+FAST_STAGES = ("log-mel", "musicnn front end", "AST fbank windows")
+"""Stages repeated 10x as often (they take milliseconds)."""
 MEL_RATE = MelConfig().sample_rate
 
 
@@ -69,6 +79,18 @@ def _stage_mel(_: str, signals: tuple[np.ndarray, np.ndarray]) -> object:
     return log_mel(signals[1], MelConfig()).astype(np.float16)
 
 
+def _stage_musicnn(_: str, signals: tuple[np.ndarray, np.ndarray]) -> object:
+    return musicnn_compute(signals[1])
+
+
+def _stage_musicnn_input(_: str, signals: tuple[np.ndarray, np.ndarray]) -> object:
+    return musicnn_input_compute(signals[1])
+
+
+def _stage_ast_fbank(_: str, signals: tuple[np.ndarray, np.ndarray]) -> object:
+    return fbank.compute(signals[1])
+
+
 def _stage_music_extractor(path: str, _: object) -> object:
     import essentia
     import essentia.standard as es
@@ -85,6 +107,9 @@ STAGES: dict[str, tuple[Callable[[str, object], object], bool, str]] = {
     "decode MonoLoader 16k": (_stage_decode_monoloader_16k, False, "essentia MonoLoader"),
     "essentia low-level": (_stage_lowlevel, True, "essentia.standard.Extractor, 44.1 kHz"),
     "log-mel": (_stage_mel, True, "AST front end to float16"),
+    "musicnn (tags, embeddings)": (_stage_musicnn, True, "sets musicnn + musicnn_patches"),
+    "musicnn front end": (_stage_musicnn_input, True, "set musicnn_input (float16)"),
+    "AST fbank windows": (_stage_ast_fbank, True, "set ast_fbank (float16)"),
     "MusicExtractor (ref)": (_stage_music_extractor, False, "decodes the file itself"),
 }
 
@@ -93,6 +118,7 @@ def _warm(_: int) -> int:
     import essentia.standard  # noqa: F401
 
     extract_lowlevel(np.random.default_rng(0).normal(0, 0.1, 44_100).astype(np.float32))
+    process_tagger()  # extraction loads the weights once per worker, before its first clip
     time.sleep(0.2)  # keep this worker busy so that every worker gets a warm-up task
     return os.getpid()
 
@@ -108,11 +134,13 @@ def _timed(stage: str, path: str, repeat: int) -> tuple[int, float]:
 
 
 def _end_to_end(path: str) -> int:
-    from ...features.extract import MIN_CLIP_SECONDS, extract_clip
+    from ...features.extract import MAX_CLIP_SECONDS, MIN_CLIP_SECONDS, extract_clip
 
-    result = extract_clip(path, MelConfig(), MIN_CLIP_SECONDS)
-    if "error_type" in result:
-        raise RuntimeError(result["message"])
+    defaults = {fs.extractor.name: fs.extractor for fs in FEATURE_SETS.values() if fs.default}
+    results = extract_clip(path, list(defaults.values()), MIN_CLIP_SECONDS, MAX_CLIP_SECONDS)
+    for result in results.values():
+        if "error_type" in result:
+            raise RuntimeError(result["message"])
     return os.getpid()
 
 
@@ -177,7 +205,7 @@ def run(
     worker_counts : list of int
         Pool sizes to measure.
     repeat : int
-        Runs of a stage per clip and task (log-mel gets 10x as many: it is fast).
+        Runs of a stage per clip and task (the :data:`FAST_STAGES` get 10x as many).
     stages : list of str
         Names from :data:`STAGES`.
 
@@ -192,7 +220,7 @@ def run(
     for workers in worker_counts:
         with _pool(workers) as pool:
             for stage in stages:
-                reps = repeat * 10 if stage == "log-mel" else repeat
+                reps = repeat * 10 if stage in FAST_STAGES else repeat
                 busy: dict[int, float] = defaultdict(float)
                 for pid, per_run in pool.map(
                     _timed, [stage] * len(paths), map(str, paths), [reps] * len(paths)

@@ -33,6 +33,8 @@ CLIPS_COLUMN = "clips"
 """The column of ``X`` that holds each row's clip arrays for ``inputs = "clips"``."""
 APPEAL_COLUMN = "appeal"
 """The column of ``X`` that holds the noise-free appeal for ``needs_appeal``."""
+PROVENANCE_KEYS = ("encoder", "encoder_weights_sha256", "encoder_frozen")
+"""What a model's provenance says about the encoder behind its inputs or in its network."""
 
 
 class Trial(Protocol):
@@ -118,6 +120,22 @@ class BenchmarkEstimator(BaseEstimator):
         """
         return None
 
+    def provenance(self) -> dict[str, Any]:
+        """The pretrained encoder a fitted estimator used itself; ``{}`` when none.
+
+        Keys (:data:`PROVENANCE_KEYS`, each optional): ``encoder`` (the network; ``scratch`` for
+        an encoder trained from scratch), ``encoder_weights_sha256`` (sha256 of the pretrained
+        weights it loaded) and ``encoder_frozen`` (bool). The runner lays the feature set's
+        provenance over it (a set of stored encoder outputs names its encoder, weights and
+        frozen=True) and records the result with the model's rows and MLflow run.
+
+        Returns
+        -------
+        dict
+            Provenance keys to values.
+        """
+        return {}
+
     @classmethod
     def is_tunable(cls) -> bool:
         """Whether the class defines a search space."""
@@ -128,6 +146,7 @@ __all__ = [
     "APPEAL_COLUMN",
     "CLIPS_COLUMN",
     "ID_COLUMNS",
+    "PROVENANCE_KEYS",
     "BenchmarkEstimator",
     "Trial",
 ]

@@ -8,6 +8,12 @@ fixed-length crops (another clip of the track each epoch when asked), augmentati
 warm-up and cosine decay, early stopping on songs held out from the training rows, a checkpoint
 each epoch (an interrupted fit resumes), mixed precision and DataLoader workers on CUDA only.
 Prediction averages over crops that cover every clip of the track.
+
+The clip encoder is a parameter, ``encoder = "scratch" | "musicnn" | "ast"``: the scratch
+encoder reads log-mel clips ``(n_mels, n_frames)``, cropped along time; a pretrained encoder
+reads a clip as a sequence of segments ``(n_segments, ...)``, cropped along the segments: their
+precomputed embeddings (frozen by construction) or the segments themselves, run through the
+pretrained network (the backbone, loaded here), frozen or fine-tuned at a lower learning rate.
 """
 
 from __future__ import annotations
@@ -34,15 +40,30 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ...features.ast_checkpoint import load_ast, state_sha256
 from ...features.errors import DataError
+from ...features.musicnn_weights import load_tagger
 from ...features.targets import CHARTED, TARGETS, curve_columns, curve_statistics
 from ..augment import AugmentConfig, augment_batch
 from ..blocks import cosine_with_warmup
+from ..encoders import (
+    ENCODER_TYPES,
+    ASTBackbone,
+    MusicnnBackbone,
+    SegmentEncoder,
+    SegmentEncoderConfig,
+)
 from ..mp2 import MP2, MP2Config
 from ..mp3 import MP3, MP3Config
 from .base import CLIPS_COLUMN, ID_COLUMNS, BenchmarkEstimator, Trial
 
 CHECKPOINT_NAME = "checkpoint.pt"
+SEGMENT_DEFAULTS = {
+    "scratch": SegmentEncoderConfig,
+    "musicnn": SegmentEncoderConfig.musicnn,
+    "ast": SegmentEncoderConfig.ast,
+}
+"""The segment encoder's defaults per encoder type (MusiCNN: 10 patches; AST: 3 windows)."""
 
 
 @dataclass
@@ -169,33 +190,46 @@ def _load_checkpoint(path: Path) -> dict[str, Any] | None:
     return saved
 
 
-def _fit_length(clip: np.ndarray, length: int) -> np.ndarray:
-    """Clip tiled (wrap-padded) along time up to ``length`` frames when it is shorter."""
-    if clip.shape[1] >= length:
+def _fit_length(clip: np.ndarray, length: int, axis: int = -1) -> np.ndarray:
+    """Clip tiled (wrap-padded) along ``axis`` up to ``length`` when it is shorter."""
+    n = clip.shape[axis]
+    if n >= length:
         return clip
-    return np.pad(clip, ((0, 0), (0, length - clip.shape[1])), mode="wrap")
+    pad = [(0, 0)] * clip.ndim
+    pad[axis] = (0, length - n)
+    return np.pad(clip, pad, mode="wrap")
 
 
-def covering_crops(clip: np.ndarray, length: int) -> list[np.ndarray]:
+def _crop(clip: np.ndarray, start: int, length: int, axis: int) -> np.ndarray:
+    """``length`` steps of ``clip`` from ``start`` along ``axis`` (a view)."""
+    index: list[slice] = [slice(None)] * clip.ndim
+    index[axis] = slice(start, start + length)
+    return clip[tuple(index)]
+
+
+def covering_crops(clip: np.ndarray, length: int, axis: int = -1) -> list[np.ndarray]:
     """Fixed-length crops whose union covers the whole clip (evenly spaced, overlapping).
 
     Parameters
     ----------
     clip : np.ndarray
-        ``(n_mels, n_frames)`` log-mel.
+        ``(n_mels, n_frames)`` log-mel (``axis=-1``), or a sequence of segments
+        ``(n_segments, ...)`` (``axis=0``: MusiCNN patches, AST windows, their embeddings).
     length : int
-        Crop length in frames; a shorter clip is tiled up to it and gives one crop.
+        Crop length in frames (segments); a shorter clip is tiled up to it and gives one crop.
+    axis : int
+        The axis cropped along (time).
 
     Returns
     -------
     list of np.ndarray
-        ``ceil(n_frames / length)`` crops of shape ``(n_mels, length)``.
+        ``ceil(n / length)`` crops with ``length`` steps along ``axis``.
     """
-    clip = _fit_length(clip, length)
-    n_frames = clip.shape[1]
+    clip = _fit_length(clip, length, axis)
+    n_frames = clip.shape[axis]
     n = math.ceil(n_frames / length)
     starts = np.linspace(0, n_frames - length, n).round().astype(int) if n > 1 else [0]
-    return [clip[:, s : s + length] for s in starts]
+    return [_crop(clip, int(s), length, axis) for s in starts]
 
 
 def _input_stats(tracks: Sequence[Sequence[np.ndarray]]) -> tuple[float, float]:
@@ -213,12 +247,14 @@ def _input_stats(tracks: Sequence[Sequence[np.ndarray]]) -> tuple[float, float]:
 
 
 class CropDataset(Dataset):
-    """Crops of the training units: ``(x (M, L) float32, region index, target)``.
+    """Crops of the training units: ``(x float32, region index, target)``.
 
-    A unit is a track (target ``(R, K)``, NaN where the track has no row for a region) or a
-    (track, region) row (target ``(K,)``). With ``random`` each item draws its clip (when
-    ``different_clip``) and crop start from a generator seeded by (seed, epoch, index), so a
-    resumed run, and any number of workers, see the same crops; otherwise clip 0, centred.
+    ``x`` is ``(M, L)`` for log-mel clips (cropped along time, the last axis) or
+    ``(L, ...)`` for segment sequences (cropped along the segments, ``axis=0``). A unit is a
+    track (target ``(R, K)``, NaN where the track has no row for a region) or a (track, region)
+    row (target ``(K,)``). With ``random`` each item draws its clip (when ``different_clip``)
+    and crop start from a generator seeded by (seed, epoch, index), so a resumed run, and any
+    number of workers, see the same crops; otherwise clip 0, centred.
     """
 
     def __init__(
@@ -229,6 +265,7 @@ class CropDataset(Dataset):
         seed: int,
         random: bool,
         different_clip: bool,
+        axis: int = -1,
     ) -> None:
         self.units = units
         self.spectrograms = spectrograms
@@ -236,6 +273,7 @@ class CropDataset(Dataset):
         self.seed = seed
         self.random = random
         self.different_clip = different_clip
+        self.axis = axis
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -247,12 +285,12 @@ class CropDataset(Dataset):
         if self.random:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             clip = clips[int(rng.integers(len(clips)))] if self.different_clip else clips[0]
-            clip = _fit_length(clip, self.length)
-            start = int(rng.integers(clip.shape[1] - self.length + 1))
+            clip = _fit_length(clip, self.length, self.axis)
+            start = int(rng.integers(clip.shape[self.axis] - self.length + 1))
         else:
-            clip = _fit_length(clips[0], self.length)
-            start = (clip.shape[1] - self.length) // 2
-        x = np.asarray(clip[:, start : start + self.length], dtype=np.float32)
+            clip = _fit_length(clips[0], self.length, self.axis)
+            start = (clip.shape[self.axis] - self.length) // 2
+        x = np.asarray(_crop(clip, start, self.length, self.axis), dtype=np.float32)
         return torch.from_numpy(x), region, torch.from_numpy(target)
 
 
@@ -282,13 +320,33 @@ class SpectrogramEstimator(BenchmarkEstimator):
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     progress : bool
         Show a tqdm bar over epochs.
+    encoder : {"scratch", "musicnn", "ast"}
+        The clip encoder (``config.encoder_type`` follows it). ``scratch``: the spectrogram
+        transformer trained from scratch on log-mel clips ``(n_mels, n_frames)``. ``musicnn`` /
+        ``ast``: :class:`~models.encoders.SegmentEncoder` over a pretrained network's segments;
+        what ``X["clips"]`` holds decides how the network is used: ``(S, E)`` segment embeddings
+        computed beforehand (feature set ``musicnn_patches``: frozen by construction), or the
+        raw segments run through the network in every step, ``(S, 187, 96)`` MusiCNN patches
+        (``musicnn_input``) or ``(S, 1024, 128)`` AST windows (``ast_fbank``).
+    frozen : bool
+        Keep the pretrained network's weights fixed. False fine-tunes them at
+        ``config.segments.backbone_lr_scale`` (0.1) times the learning rate, which needs raw
+        segments.
+    musicnn_model : str
+        The MusiCNN weights loaded for raw patches (``features.musicnn_weights.load_tagger``).
+    ast_checkpoint : str, optional
+        The AST loaded for fbank windows: a local folder (``save_pretrained``) or a Hugging Face
+        hub id already in the local cache (``features.ast_checkpoint.load_ast``).
+    allow_download : bool
+        Let ``ast_checkpoint`` be downloaded from the hub (the runner sets it from
+        ``benchmark run --allow-download``); otherwise nothing is downloaded.
     """
 
     inputs = "clips"
     exposes_encoder = True
     checkpoints = True
     logs_model = "pytorch"
-    runtime = ("seed", "regions", "progress")
+    runtime = ("seed", "regions", "progress", "allow_download")
     family: ClassVar[str] = ""
 
     def __init__(
@@ -301,6 +359,11 @@ class SpectrogramEstimator(BenchmarkEstimator):
         checkpoint_dir: Path | None = None,
         device: str = "auto",
         progress: bool = True,
+        encoder: str = "scratch",
+        frozen: bool = True,
+        musicnn_model: str = "MSD_musicnn",
+        ast_checkpoint: str | None = None,
+        allow_download: bool = False,
     ) -> None:
         self.config = config
         self.training = training
@@ -310,19 +373,26 @@ class SpectrogramEstimator(BenchmarkEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.device = device
         self.progress = progress
+        self.encoder = encoder
+        self.frozen = frozen
+        self.musicnn_model = musicnn_model
+        self.ast_checkpoint = ast_checkpoint
+        self.allow_download = allow_download
 
     @classmethod
     def search_space(cls, trial: Trial, fixed: Mapping[str, Any]) -> dict[str, Any]:
         """Optimiser settings searched for every spectrogram model (same budget as LightGBM).
 
-        Searched: peak learning rate, weight decay and encoder dropout; everything in ``fixed``
+        Searched: peak learning rate, weight decay and encoder dropout (one value, set for the
+        scratch and the segment encoder: the model uses one of them); everything in ``fixed``
         (a table of the configuration) is kept as given and merged over the sample.
         """
         training = {
             "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
             "weight_decay": trial.suggest_float("weight_decay", 1e-3, 0.3, log=True),
         }
-        config = {"encoder": {"dropout": trial.suggest_float("dropout", 0.0, 0.3)}}
+        dropout = trial.suggest_float("dropout", 0.0, 0.3)
+        config = {"encoder": {"dropout": dropout}, "segments": {"dropout": dropout}}
         params: dict[str, Any] = {"training": training, "config": config}
         return _merge_params(params, fixed)
 
@@ -337,7 +407,7 @@ class SpectrogramEstimator(BenchmarkEstimator):
     def _target_columns(self, y: pd.DataFrame) -> list[str]:
         raise NotImplementedError
 
-    def _build_model(self, config: Any) -> nn.Module:
+    def _build_model(self, config: Any, backbone: nn.Module | None) -> nn.Module:
         raise NotImplementedError
 
     def _after_init(self, model: nn.Module) -> None:
@@ -367,6 +437,8 @@ class SpectrogramEstimator(BenchmarkEstimator):
         empty = [t for t, clips in spectrograms.items() if len(clips) == 0]
         if empty:
             raise DataError(f"{type(self).__name__}.{what}: track(s) without clips: {empty[:5]}")
+        if self.encoder != "scratch":
+            return self._check_segments(spectrograms, what)
         shapes = {
             np.shape(c)[:1] if np.ndim(c) == 2 else np.shape(c)
             for clips in spectrograms.values()
@@ -378,6 +450,107 @@ class SpectrogramEstimator(BenchmarkEstimator):
                 f"arrays with the same n_mels; found leading shapes {sorted(shapes)[:5]}"
             )
         return spectrograms
+
+    def _check_segments(
+        self, clips: dict[str, Sequence[np.ndarray]], what: str
+    ) -> dict[str, Sequence[np.ndarray]]:
+        """Segment sequences: ``(S, E)`` embeddings or ``(S, ...)`` segments, all of one shape."""
+        shapes = {np.shape(c)[1:] for track in clips.values() for c in track}
+        if len(shapes) != 1 or len(next(iter(shapes))) not in (1, 2):
+            raise DataError(
+                f"{type(self).__name__}.{what}: encoder {self.encoder!r} reads each clip as a "
+                "sequence of segments of one shape, (n_segments, dim) embeddings or "
+                f"(n_segments, frames, bins) segments; found segment shapes {sorted(shapes)[:5]}"
+            )
+        if hasattr(self, "crop_shape_") and next(iter(shapes)) != self.crop_shape_[1:]:
+            raise DataError(
+                f"{type(self).__name__}.{what}: segments of shape {next(iter(shapes))}, but the "
+                f"model was fitted on {self.crop_shape_[1:]}"
+            )
+        return clips
+
+    def _check_encoder(self) -> None:
+        if self.encoder not in ENCODER_TYPES:
+            raise DataError(
+                f"{type(self).__name__}: encoder must be one of {sorted(ENCODER_TYPES)}, "
+                f"not {self.encoder!r}"
+            )
+
+    def _base_config(self) -> Any:
+        """The model config's defaults for this estimator's encoder (before ``config``)."""
+        config = self._default_config()
+        config.encoder_type = self.encoder
+        config.segments = SEGMENT_DEFAULTS[self.encoder]()
+        return config
+
+    def _load_backbone(self, first: np.ndarray) -> nn.Module | None:
+        """The pretrained network that reads raw segments; None for the scratch encoder and
+        for precomputed segment embeddings. Sets ``encoder_provenance_``."""
+        name = type(self).__name__
+        if self.encoder == "scratch":
+            self.encoder_provenance_ = {"encoder": "scratch", "encoder_frozen": False}
+            return None
+        if first.ndim == 2:  # (S, E): embeddings computed beforehand
+            if not self.frozen:
+                raise DataError(
+                    f"{name}: encoder {self.encoder!r} with frozen=False fine-tunes the network, "
+                    "which needs its raw segments (feature set musicnn_input or ast_fbank), not "
+                    "precomputed embeddings"
+                )
+            self.encoder_provenance_ = {"encoder": self.encoder, "encoder_frozen": True}
+            return None
+        backbone: nn.Module
+        if self.encoder == "musicnn":
+            tagger = load_tagger(self.musicnn_model)
+            n_mels = tagger.model.config.n_mels
+            if first.shape[-1] != n_mels:
+                raise DataError(
+                    f"{name}: MusiCNN reads (n_patches, frames, {n_mels}) patches (feature set "
+                    f"musicnn_input), got clips of shape {first.shape}"
+                )
+            sha256 = state_sha256(tagger.model)
+            backbone = MusicnnBackbone(tagger.model)
+            label = tagger.name
+        else:
+            if not self.ast_checkpoint:
+                raise DataError(
+                    f"{name}: encoder 'ast' needs ast_checkpoint, a local folder or a Hugging "
+                    "Face hub id (e.g. MIT/ast-finetuned-audioset-10-10-0.4593)"
+                )
+            ast = load_ast(self.ast_checkpoint, allow_download=self.allow_download)
+            expected = (int(ast.config.max_length), int(ast.config.num_mel_bins))
+            if tuple(first.shape[1:]) != expected:
+                raise DataError(
+                    f"{name}: the AST {self.ast_checkpoint} reads (n_windows, {expected[0]}, "
+                    f"{expected[1]}) fbank windows (feature set ast_fbank), got clips of shape "
+                    f"{first.shape}"
+                )
+            backbone = ASTBackbone(ast)
+            sha256 = state_sha256(ast)
+            label = f"ast:{self.ast_checkpoint}"
+        self.encoder_provenance_ = {
+            "encoder": label,
+            "encoder_weights_sha256": sha256,
+            "encoder_frozen": bool(self.frozen),
+        }
+        return backbone
+
+    def _crop_length(self) -> int:
+        """Crop length: frames (scratch) or segments (pretrained encoders)."""
+        if self.config_.encoder_type == "scratch":
+            return int(self.config_.encoder.n_frames)
+        return int(self.config_.segments.n_segments)
+
+    def _crop_axis(self) -> int:
+        """The axis crops are cut along: time (last) for log-mel, the segments (0) otherwise."""
+        return -1 if self.config_.encoder_type == "scratch" else 0
+
+    def provenance(self) -> dict[str, Any]:
+        """The fitted encoder: ``encoder``, ``encoder_frozen`` and, for pretrained weights this
+        estimator loaded, ``encoder_weights_sha256`` (see ``BenchmarkEstimator.provenance``)."""
+        if not hasattr(self, "encoder_provenance_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
+        return dict(self.encoder_provenance_)
 
     def _region_indices(self, regions: pd.Series) -> np.ndarray:
         unknown = sorted(set(regions) - set(self.region_index_))
@@ -412,6 +585,9 @@ class SpectrogramEstimator(BenchmarkEstimator):
             ``self``, with ``model_``, ``history_``, ``encoder_state_dict_`` and the
             standardisation statistics set.
         """
+        self._check_encoder()
+        for fitted in ("crop_shape_", "encoder_provenance_"):
+            self.__dict__.pop(fitted, None)
         spectrograms = self._clips(X, "fit")
         if len(X) == 0:
             raise DataError(f"{type(self).__name__}.fit: no training rows")
@@ -434,19 +610,36 @@ class SpectrogramEstimator(BenchmarkEstimator):
         first = np.asarray(spectrograms[X["track_id"].iloc[0]][0])
         name = type(self).__name__
         self.config_ = self._resolve_config(
-            with_overrides(self._default_config(), self.config, f"{name} config"), y
+            with_overrides(self._base_config(), self.config, f"{name} config"), y
         )
+        if self.config_.encoder_type != self.encoder:
+            raise DataError(
+                f"{name}: config.encoder_type is {self.config_.encoder_type!r} but encoder is "
+                f"{self.encoder!r}; choose the encoder with the estimator's `encoder` parameter"
+            )
         self.config_.n_regions = len(self.regions_)
-        self.config_.encoder = dataclasses.replace(self.config_.encoder, n_mels=first.shape[0])
         self.training_ = self._training_config()
         self.augment_ = with_overrides(AugmentConfig(), self.augment, f"{name} augment")
-        self.input_mean_, self.input_std_ = _input_stats(
-            [spectrograms[t] for t in sorted(set(X["track_id"]))]
-        )
+        backbone = self._load_backbone(first)
+        if self.encoder == "scratch":
+            self.config_.encoder = dataclasses.replace(self.config_.encoder, n_mels=first.shape[0])
+            self.input_mean_, self.input_std_ = _input_stats(
+                [spectrograms[t] for t in sorted(set(X["track_id"]))]
+            )
+            self.crop_shape_ = (first.shape[0], self.config_.encoder.n_frames)
+        else:
+            # a pretrained network reads its own units (and the segment tokens are
+            # layer-normalised first): no input standardisation
+            width = backbone.out_dim if backbone is not None else first.shape[-1]
+            self.config_.segments = dataclasses.replace(
+                self.config_.segments, segment_dim=int(width), freeze_backbone=bool(self.frozen)
+            )
+            self.input_mean_, self.input_std_ = 0.0, 1.0
+            self.crop_shape_ = (self.config_.segments.n_segments, *first.shape[1:])
 
         device = self._resolve_device()
         torch.manual_seed(self.seed)
-        model = self._build_model(self.config_)
+        model = self._build_model(self.config_, backbone)
         self._after_init(model)
         model.to(device)
         shares = bool(model.shares_encoder)
@@ -471,11 +664,11 @@ class SpectrogramEstimator(BenchmarkEstimator):
             return [(t, -1, m) for t, m in sorted(out.items())]
 
         train_units, val_units = units(~is_val), units(is_val)
-        length = self.config_.encoder.n_frames
+        length, axis = self._crop_length(), self._crop_axis()
         train_set = CropDataset(
-            train_units, spectrograms, length, self.seed, True, self.augment_.different_clip
+            train_units, spectrograms, length, self.seed, True, self.augment_.different_clip, axis
         )
-        val_set = CropDataset(val_units, spectrograms, length, self.seed, False, False)
+        val_set = CropDataset(val_units, spectrograms, length, self.seed, False, False, axis)
         with self._threads():
             self._train(model, train_set, val_set, device, shares, self._fingerprint(X, z))
         return self
@@ -504,6 +697,7 @@ class SpectrogramEstimator(BenchmarkEstimator):
             "augment": dataclasses.asdict(self.augment_),
             "seed": self.seed,
             "regions": self.regions_,
+            "encoder": self.encoder_provenance_,
         }
         h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         h.update("\n".join(X["track_id"].astype(str) + "|" + X["region"].astype(str)).encode())
@@ -524,7 +718,9 @@ class SpectrogramEstimator(BenchmarkEstimator):
         steps_per_epoch = math.ceil(len(train_set) / tc.batch_size)
         total = steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * steps_per_epoch)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self._param_groups(model, tc.lr), lr=tc.lr, weight_decay=tc.weight_decay
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: cosine_with_warmup(s, warmup, total)
         )
@@ -558,6 +754,7 @@ class SpectrogramEstimator(BenchmarkEstimator):
 
         mean = torch.tensor(self.input_mean_, device=device)
         std = torch.tensor(self.input_std_, device=device)
+        spectrogram = self.config_.encoder_type == "scratch"  # the augmentations are for log-mel
         workers = min(tc.num_workers, os.cpu_count() or 1) if cuda else 0
 
         def loader(dataset: CropDataset, order: list[int] | None, batch: int) -> DataLoader:
@@ -574,9 +771,11 @@ class SpectrogramEstimator(BenchmarkEstimator):
             batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], gen: torch.Generator | None
         ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
             xb, rb, yb = batch
-            if gen is not None:
+            if gen is not None and spectrogram:
                 xb = augment_batch(xb, self.augment_, gen)
-            xb = ((xb.to(device, non_blocking=True) - mean) / std).float()  # (B, M, L)
+            xb = (
+                (xb.to(device, non_blocking=True) - mean) / std
+            ).float()  # (B, M, L) / (B, L, ...)
             region = None if shares else rb.to(device)
             return xb, region, yb.to(device)
 
@@ -648,6 +847,16 @@ class SpectrogramEstimator(BenchmarkEstimator):
         self.encoder_state_dict_ = {
             k: v.detach().cpu().clone() for k, v in model.encoder.state_dict().items()
         }
+
+    @staticmethod
+    def _param_groups(model: nn.Module, lr: float) -> Any:
+        """What AdamW optimises: every parameter at ``lr`` (scratch encoder); with a segment
+        encoder its groups (a fine-tuned backbone at ``backbone_lr_scale * lr``, a frozen one
+        left out) plus the heads at ``lr``."""
+        if not isinstance(model.encoder, SegmentEncoder):
+            return model.parameters()
+        heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+        return [*model.encoder.param_groups(lr), {"params": heads, "lr": lr}]
 
     @staticmethod
     def _evaluate(model: nn.Module, loader: DataLoader, step_inputs: Any) -> float | None:
@@ -746,7 +955,7 @@ class SpectrogramEstimator(BenchmarkEstimator):
 
         Returns (U, R, ...) for items without a region (every region at once), else (U, ...).
         """
-        length = self.config_.encoder.n_frames
+        length, axis = self._crop_length(), self._crop_axis()
         batch = self.training_.eval_batch_size
         device = self.device_
         sums: list[np.ndarray | float] = [0.0] * len(items)
@@ -755,13 +964,13 @@ class SpectrogramEstimator(BenchmarkEstimator):
         def crops() -> Iterator[tuple[int, np.ndarray]]:
             for i, (t, _) in enumerate(items):
                 for clip in spectrograms[t]:
-                    for c in covering_crops(np.asarray(clip), length):
+                    for c in covering_crops(np.asarray(clip), length, axis):
                         yield i, c
 
         def run(buf: list[tuple[int, np.ndarray]]) -> None:
             idx = [i for i, _ in buf]
             x = torch.from_numpy(np.stack([c for _, c in buf]).astype(np.float32)).to(device)
-            x = (x - self.input_mean_) / self.input_std_  # (B, M, L)
+            x = (x - self.input_mean_) / self.input_std_  # (B, M, L) / (B, L, ...)
             if items[idx[0]][1] is None:
                 preds = self.model_.predict_all_regions(x)  # (B, R, K)
             else:
@@ -785,7 +994,7 @@ class SpectrogramEstimator(BenchmarkEstimator):
 
 
 class MP2Estimator(SpectrogramEstimator):
-    """MP2 behind the estimator contract: predicts ``log1p_sum`` and ``log1p_debut``.
+    """MP2 behind the estimator contract: predicts ``log1p_charted_sum`` and ``log1p_debut``.
 
     See ``SpectrogramEstimator`` for the parameters; ``config`` is an ``MP2Config``.
     Fitted attributes: ``model_``, ``config_``, ``history_`` (per-epoch ``train_loss``,
@@ -813,8 +1022,8 @@ class MP2Estimator(SpectrogramEstimator):
             raise DataError(f"MP2Estimator.fit: y has no value in {empty}")
         return columns  # NaN values (two-part targets on uncharted rows) are masked in the loss
 
-    def _build_model(self, config: MP2Config) -> nn.Module:
-        return MP2(config)
+    def _build_model(self, config: MP2Config, backbone: nn.Module | None) -> nn.Module:
+        return MP2(config, backbone)
 
     def _format(self, preds: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
         values = preds * self.target_std_ + self.target_mean_  # (N, K)
@@ -848,9 +1057,28 @@ class MP3Estimator(SpectrogramEstimator):
         checkpoint_dir: Path | None = None,
         device: str = "auto",
         progress: bool = True,
+        encoder: str = "scratch",
+        frozen: bool = True,
+        musicnn_model: str = "MSD_musicnn",
+        ast_checkpoint: str | None = None,
+        allow_download: bool = False,
         encoder_state_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
-        super().__init__(config, training, augment, regions, seed, checkpoint_dir, device, progress)
+        super().__init__(
+            config,
+            training,
+            augment,
+            regions,
+            seed,
+            checkpoint_dir,
+            device,
+            progress,
+            encoder,
+            frozen,
+            musicnn_model,
+            ast_checkpoint,
+            allow_download,
+        )
         self.encoder_state_dict = encoder_state_dict
 
     def _default_config(self) -> MP3Config:
@@ -881,8 +1109,8 @@ class MP3Estimator(SpectrogramEstimator):
             )
         return columns
 
-    def _build_model(self, config: MP3Config) -> nn.Module:
-        return MP3(config)
+    def _build_model(self, config: MP3Config, backbone: nn.Module | None) -> nn.Module:
+        return MP3(config, backbone)
 
     def _after_init(self, model: nn.Module) -> None:
         self.encoder_from_mp2_ = False
