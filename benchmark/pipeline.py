@@ -9,7 +9,14 @@ The demo and ingestion stages run only for a demo: the built-in one (``data/demo
 current folder) or one written elsewhere by ``benchmark demo --out DIR``; on a user's own data dir
 the pipeline starts from the ingested tables. A stage is skipped when a fingerprint of its inputs
 and parameters matches the one recorded in the data dir's pipeline state after its last
-successful run. The whole job holds the data dir's writer lock.
+successful run.
+
+The job holds the data dir's writer lock while it writes tables: through the preparation stages
+and the loading of the benchmark's rows and inputs. The benchmark itself (tuning, fitting,
+evaluation, MLflow) works on the loaded data and runs without it, so that several workers of a
+shared Optuna study (``--study-name``, ``--optuna-storage``) run at once on one data dir; what
+it still writes there is the deep models' per-epoch checkpoints, in a folder keyed by code, data
+and configuration, each written atomically.
 """
 
 from __future__ import annotations
@@ -215,18 +222,17 @@ def run_pipeline(
         start = time.perf_counter()
         print(f"[benchmark] suite {config.suite!r}, profile {config.profile!r} ...", flush=True)
         data = load_benchmark_data(config, select_runs(config))
-        results = run_suite(config, data)
-        pipeline.timings.append(StageTiming("benchmark", time.perf_counter() - start, "ran"))
-        print(f"[benchmark] done in {pipeline.timings[-1].seconds:.1f} s", flush=True)
+    # from here on the data dir is only read through `data`: other workers may run alongside
+    results = run_suite(config, data)
+    pipeline.timings.append(StageTiming("benchmark", time.perf_counter() - start, "ran"))
+    print(f"[benchmark] done in {pipeline.timings[-1].seconds:.1f} s", flush=True)
 
-        start = time.perf_counter()
-        timings = [asdict(t) for t in pipeline.timings]
-        report = render_pages(results, data, timings=timings)
-        pipeline.timings.append(StageTiming("report", time.perf_counter() - start, "ran"))
-        assert results.results_dir is not None
-        write_json_atomic(
-            results.results_dir / "timings.json", [asdict(t) for t in pipeline.timings]
-        )
+    start = time.perf_counter()
+    timings = [asdict(t) for t in pipeline.timings]
+    report = render_pages(results, data, timings=timings)
+    pipeline.timings.append(StageTiming("report", time.perf_counter() - start, "ran"))
+    assert results.results_dir is not None
+    write_json_atomic(results.results_dir / "timings.json", [asdict(t) for t in pipeline.timings])
     return results, pipeline.timings, report
 
 

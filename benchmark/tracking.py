@@ -76,12 +76,19 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 def _default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
-    """``mlartifacts/<experiment>`` next to a sqlite store; None for other stores (server default)."""
+    """Where a new experiment's artifacts go when the configuration does not say.
+
+    ``mlartifacts/<experiment>`` next to a sqlite store; in the current folder for another
+    database (``postgresql+psycopg://...``: on several machines, set ``artifact_location`` to
+    storage they all see); None for an MLflow server, which decides itself.
+    """
     prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    if tracking_uri.startswith(prefix):
+        db = Path(tracking_uri[len(prefix) :]).resolve()
+        return (db.parent / "mlartifacts" / experiment).as_uri()
+    if tracking_uri.split(":", 1)[0] in ("http", "https", "databricks"):
         return None
-    db = Path(tracking_uri[len(prefix) :]).resolve()
-    return (db.parent / "mlartifacts" / experiment).as_uri()
+    return (Path.cwd() / "mlartifacts" / experiment).resolve().as_uri()
 
 
 def metric_key(target: str, metric: str, suffix: str = "") -> str:
@@ -142,13 +149,17 @@ class RunLogger:
         mlflow.set_tracking_uri(tracking_uri)
         self.client = mlflow.MlflowClient()
         found = self.client.get_experiment_by_name(experiment)
-        if found is not None:
-            self.experiment_id = found.experiment_id
-        else:
+        if found is None:
             location = artifact_location or _default_artifact_location(tracking_uri, experiment)
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=location
-            )
+            try:
+                self.client.create_experiment(experiment, artifact_location=location)
+            except mlflow.exceptions.MlflowException:
+                # another worker of a shared store may have created it first: then use theirs
+                if self.client.get_experiment_by_name(experiment) is None:
+                    raise
+            found = self.client.get_experiment_by_name(experiment)
+            assert found is not None
+        self.experiment_id = found.experiment_id
         mlflow.set_experiment(experiment_id=self.experiment_id)
 
     # -- runs --
