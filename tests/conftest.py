@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,21 +28,30 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """One real PostgreSQL 16 server (``pgserver``) for the session; skipped if it cannot start."""
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL 16 server (``pgserver``) for the session; skipped if it cannot start.
+
+    Its data folder is a fresh folder in the system's temporary folder, not pytest's: as root,
+    pgserver runs the server as the user ``pgserver``, which must traverse the folders above it,
+    and pytest makes its own folder private again whenever another pytest session starts.
+    """
     try:
         import pgserver
     except ImportError:
         pytest.skip("pgserver is not installed (`make test` installs the dev extras)")
-    root = tmp_path_factory.mktemp("postgres")
+    root = Path(tempfile.mkdtemp(prefix="musicpop-postgres-"))
     try:
         server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
         info = server.get_postmaster_info()
     except Exception as exc:  # no useradd, no shared memory, ...: say why
+        shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"PostgreSQL (pgserver) did not start: {type(exc).__name__}: {exc}")
     assert info.socket_dir is not None and info.port is not None
-    yield PostgresServer(info.socket_dir, info.port)
-    server.cleanup()
+    try:
+        yield PostgresServer(info.socket_dir, info.port)
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

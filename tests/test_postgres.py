@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +213,111 @@ def test_two_workers_tune_one_named_study_at_once(
         pd.read_csv(work / "results-w0" / "tiny" / "summary.csv"),
         pd.read_csv(work / "results-w1" / "tiny" / "summary.csv"),
     )
+
+
+def _synthetic_config(tmp: Path, db: PostgresDatabase, tracking_uri: str, **overrides: object):
+    from helpers import SYNTHETIC_SET
+
+    from musicpop.benchmark.config import load_config
+
+    settings = {
+        "dataset": "synthetic",
+        "suite": "lightgbm",
+        "features": SYNTHETIC_SET,
+        "n_folds": 2,
+        "n_trials": 4,
+        "bootstrap": 100,
+        "tracking_uri": tracking_uri,
+        "optuna_storage": db.url,
+        "study_name": "named",
+        "results_dir": tmp / "results",
+        "models": {"lightgbm": {"max_estimators": 60}},
+        **overrides,
+    }
+    return load_config("quick", **settings)
+
+
+@pytest.mark.slow
+def test_a_named_study_is_resumed_and_never_mixed_with_another_protocol(
+    tmp_path: Path, postgres_db: PostgresDatabase, tracking_uri: str
+) -> None:
+    import optuna
+    from helpers import synthetic_data
+
+    from musicpop.benchmark.runner import run_suite
+    from musicpop.features.errors import DataError
+
+    data = synthetic_data(n_songs=60, n_features=4, seed=2)
+    first = run_suite(_synthetic_config(tmp_path, postgres_db, tracking_uri), data)
+    study = "named.lightgbm[synthetic].fold0"
+    assert len(optuna.load_study(study_name=study, storage=postgres_db.url).trials) == 4
+    # the same protocol again: the finished studies are reused, no trial is run, same numbers
+    again = run_suite(_synthetic_config(tmp_path, postgres_db, tracking_uri), data)
+    assert len(optuna.load_study(study_name=study, storage=postgres_db.url).trials) == 4
+    pd.testing.assert_frame_equal(again.metrics, first.metrics)
+    # another seed (other inner splits), or another direction, may not join those trials
+    with pytest.raises(DataError, match="made for another dataset or configuration"):
+        run_suite(_synthetic_config(tmp_path, postgres_db, tracking_uri, seed=1), data)
+    with pytest.raises(DataError, match="choose another --study-name"):
+        run_suite(
+            _synthetic_config(tmp_path, postgres_db, tracking_uri, tune_metric="spearman"), data
+        )
+
+
+_WORKER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from helpers import synthetic_data
+from test_postgres import _synthetic_config
+from servers import PostgresDatabase
+from musicpop.benchmark.runner import run_suite
+db = PostgresDatabase(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+config = _synthetic_config(Path(sys.argv[5]), db, sys.argv[6], n_trials=12, optuna_heartbeat=5)
+run_suite(config, synthetic_data(n_songs=60, n_features=4, seed=2))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_and_its_budget_run_again(
+    tmp_path: Path, postgres_db: PostgresDatabase, tracking_uri: str
+) -> None:
+    import optuna
+    from helpers import synthetic_data
+
+    from musicpop.benchmark.runner import run_suite
+
+    db = postgres_db
+    args = [str(Path(__file__).parent), db.host, str(db.port), db.name, str(tmp_path)]
+    victim = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, *args, tracking_uri], stderr=subprocess.DEVNULL
+    )
+    study = "named.lightgbm[synthetic].fold0"
+    running = optuna.trial.TrialState.RUNNING
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert victim.poll() is None, "the worker ended before it could be killed"
+            assert time.monotonic() < deadline, "no trial started within 300 s"
+            if study in optuna.get_all_study_names(db.url):
+                trials = optuna.load_study(study_name=study, storage=db.url).trials
+                if len(trials) >= 3 and trials[-1].state == running:
+                    break
+            time.sleep(0.05)
+    finally:
+        victim.kill()  # SIGKILL: its running trial stays RUNNING in the storage
+        victim.wait()
+    left = optuna.load_study(study_name=study, storage=db.url).trials
+    assert [t.state for t in left].count(running) == 1
+
+    config = _synthetic_config(tmp_path, db, tracking_uri, n_trials=12, optuna_heartbeat=5)
+    run_suite(config, synthetic_data(n_songs=60, n_features=4, seed=2))
+    trials = optuna.load_study(study_name=study, storage=db.url).trials
+    states = [t.state.name for t in trials]
+    # the dead worker's trial failed after its heartbeat stopped; 12 trials finished all the same
+    assert states.count("FAIL") == 1 and "RUNNING" not in states
+    assert sum(state in ("COMPLETE", "PRUNED") for state in states) == 12
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
 
 
 # --- Feast: registry, offline store and online store on PostgreSQL -----------------------------
