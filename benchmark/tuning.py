@@ -156,19 +156,31 @@ def _storage(url: str, heartbeat: int) -> Any:
         )
 
 
+def _open_storage(config: BenchmarkConfig, attempts: int = 4) -> Any:
+    """The configured RDB storage; a worker that races another creating its tables retries."""
+    from sqlalchemy.exc import ArgumentError
+
+    assert config.optuna_storage is not None
+    for attempt in range(attempts):
+        try:
+            return _storage(config.optuna_storage, config.optuna_heartbeat)
+        except ArgumentError as exc:  # a malformed URL or an unknown dialect: no use retrying
+            problem = exc
+            break
+        except Exception as exc:  # sqlalchemy and optuna errors: no server yet, a table race
+            problem = exc
+            time.sleep(0.5 * 2**attempt)
+    raise DataError(
+        f"Optuna storage {config.optuna_storage!r}: cannot open it "
+        f"({type(problem).__name__}: {str(problem).splitlines()[0]})"
+    )
+
+
 def _open_study(
     study_name: str, config: BenchmarkConfig, seed: int, maximize: bool, protocol: str
 ) -> Any:
     """Create or join the study; refuse one made for another protocol or direction."""
-    storage = None
-    if config.optuna_storage is not None:
-        try:
-            storage = _storage(config.optuna_storage, config.optuna_heartbeat)
-        except Exception as exc:  # sqlalchemy's errors: bad URL, unknown dialect, no server
-            raise DataError(
-                f"Optuna storage {config.optuna_storage!r}: cannot open it "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
-            ) from None
+    storage = None if config.optuna_storage is None else _open_storage(config)
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
         if config.pruning
@@ -191,8 +203,9 @@ def _open_study(
         )
     known = study.user_attrs.get(PROTOCOL_ATTR)
     if known is None:
-        study.set_user_attr(PROTOCOL_ATTR, protocol)
-    elif known != protocol:
+        study.set_user_attr(PROTOCOL_ATTR, protocol)  # a no-op if another worker set it first
+        known = study.user_attrs.get(PROTOCOL_ATTR)
+    if known != protocol:
         raise DataError(
             f"Optuna study {study_name!r} in {config.optuna_storage} was made for another "
             f"dataset or configuration ({known}, not {protocol}); choose another --study-name"

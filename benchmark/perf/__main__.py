@@ -17,6 +17,10 @@ SCRIPTS = {
         "Feast online latency p50/p99, offline retrieval time",
     ),
     "train": ("musicpop.benchmark.perf.training", "MP2/MP3 training throughput (samples/s)"),
+    "scaleout": (
+        "musicpop.benchmark.perf.scaleout",
+        "Dask extraction, the store on PostgreSQL, shared Optuna studies, fit/bootstrap scaling",
+    ),
     "pretrained": (
         "musicpop.benchmark.perf.pretrained",
         "MusiCNN/VGG tags and embeddings, AST front end and forward: s per 30 s clip (CPU)",
