@@ -90,7 +90,14 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 
     layout = DataLayout(args.data_dir)
     with layout.writing("targets", no_wait=args.no_wait):
-        table = build_targets(args.data_dir, horizon=args.horizon, null_policy=args.null_policy)
+        table = build_targets(
+            args.data_dir,
+            horizon=args.horizon,
+            null_policy=args.null_policy,
+            burn_in_days=args.burn_in_days,
+            reentry_gap_days=args.reentry_gap_days,
+            uncharted=args.uncharted,
+        )
     print(
         f"wrote {layout.popularity.path}: {len(table):,} (track, region, period) rows, "
         f"horizon {args.horizon}, null policy {args.null_policy}"
@@ -103,7 +110,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     with DataLayout(args.out).writing("demo", no_wait=args.no_wait):
         out = make_demo(
-            args.out, songs=args.songs, regions=args.regions, seed=args.seed, null=args.null
+            args.out,
+            songs=args.songs,
+            regions=args.regions,
+            seed=args.seed,
+            null=args.null,
+            signal=args.signal,
+            popularity_seed=args.popularity_seed,
         )
     print(f"demo dataset written to {out}")
     return 0
@@ -157,6 +170,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_from_cli
 
     return run_from_cli(args)
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .control import run_control, write_control
+
+    config = load_config(
+        args.profile,
+        args.config,
+        data_dir=args.data_dir,
+        features=args.features,
+        tracking_uri=args.tracking_uri,
+        results_dir=args.results_dir,
+    )
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    result = run_control(config, seeds, model=args.model, pairs=pairs)
+    out = Path(config.results_dir) / config.dataset / "control.md"
+    write_control(result, out, f"Negative control on {config.dataset}: {args.model}")
+    print(result.rates().to_string(index=False))
+    print(f"\nReport: {out}")
+    return 0
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
@@ -369,6 +404,25 @@ def build_parser() -> argparse.ArgumentParser:
         default="missing",
         help="value of off-chart periods: missing=NaN (masked), zero, floor=region's lowest charted streams",
     )
+    p.add_argument(
+        "--burn-in-days",
+        type=int,
+        default=28,
+        help="a debut this close to the start of a region's data is left-censored (default 28)",
+    )
+    p.add_argument(
+        "--reentry-gap-days",
+        type=int,
+        default=365,
+        help="a debut this long after the track first charted anywhere, or after its release, "
+        "is a re-entry (default 365)",
+    )
+    p.add_argument(
+        "--uncharted",
+        action="store_true",
+        help="also write rows (charted = false) for catalog tracks with audio that never charted "
+        "in a region: the two-part targets, see docs/targets.md",
+    )
 
     # demo
     p = add(
@@ -388,6 +442,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--null",
         action="store_true",
         help="make popularity independent of everything audible (a negative control)",
+    )
+    p.add_argument(
+        "--signal",
+        default="realistic",
+        help="strength of the audio signal: realistic (calibrated to real charts), strong (a "
+        "pipeline check: models must find it), or the share of within-region variance the "
+        "audio explains, in [0, 1] (default realistic)",
+    )
+    p.add_argument(
+        "--popularity-seed",
+        type=int,
+        default=None,
+        help="a new draw of popularity for the same songs and audio (default: --seed)",
     )
     p.add_argument(
         "--no-wait", action="store_true", help="fail at once if another command writes --out"
@@ -519,6 +586,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail at once if another benchmark command is writing the data dir",
     )
+
+    # control
+    p = add(
+        "control",
+        _cmd_control,
+        "negative control: the false-win rate of the paired test on pairs of equal expected skill",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a data dir the pipeline has run on (default data/demo)",
+    )
+    p.add_argument("--seeds", type=int, default=20, help="comparisons per pair kind (default 20)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds run from here (default 0)")
+    p.add_argument(
+        "--model", default="lightgbm", help="a tabular model, e.g. lightgbm or lightgbm[musicnn]"
+    )
+    p.add_argument("--features", default=None, help="the model's feature set (default its own)")
+    p.add_argument(
+        "--pairs",
+        default="permuted",
+        help="permuted (two song-permuted copies of the features: valid on any data) and/or null "
+        "(real against permuted features: equal skill only on a null demo), comma-separated",
+    )
+    p.add_argument("--config", type=Path, default=None, help="TOML overriding the preset")
+    p.add_argument("--profile", choices=["quick", "full"], default=None)
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--results-dir", type=Path, default=None)
 
     # ui
     p = add("ui", _cmd_ui, "start the MLflow UI on 127.0.0.1 over the project's tracking store")

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..features.errors import DataError
+from ..features.targets import CHARTED, TARGETS
 from .registry import ModelRun, resolve_suite
+from .splits import GROUPINGS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PROFILES = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
@@ -37,6 +39,8 @@ _OUTPUT_FIELDS = (
     "optuna_heartbeat",
     "results_dir",
     "artifact_location",
+    "final_models",
+    "write_report",
 )
 
 
@@ -90,12 +94,30 @@ class BenchmarkConfig:
         (``complete_horizon`` false): their sum is a partial sum that mostly measures how close
         to the end of the data the track debuted, not its audio.
     drop_left_censored : bool
-        Leave out rows already on the chart in the data's first period (their true debut is
-        unknown, so sum and debut are cut short).
+        Leave out rows whose debut falls within the burn-in at the start of the data (the track
+        may have charted before the data began, so its debut and sum are cut short).
+    drop_reentries : bool
+        Leave out re-entries (a debut long after the track first charted anywhere, or long
+        after its release: Christmas songs, revivals), whose "debut" is not a debut.
+    two_part : bool
+        Also benchmark the tracks with audio that never charted in a region (popularity rows
+        with ``charted = false``, from ``benchmark targets --uncharted``): the target
+        ``charted`` (P(charts), on every row) is added, and the regression targets are size
+        given charting (NaN, so masked, on the uncharted rows).
+    group : str
+        The split unit: ``song`` (every version of a song on one side), ``artist`` (connected
+        components over credited artists), ``main_artist``, ``track`` or ``row`` (careless
+        splits, for the ``grouping`` experiment).
     targets : list[str]
-        Scalar target columns.
+        Scalar target columns (``features.targets.TARGETS``: ``log1p_charted_sum``,
+        ``log1p_floor_sum``, ``log1p_debut``).
     primary_metric : str
-        Metric that picks the best classical model (the reference of the paired bootstrap).
+        The lead metric of the paired comparisons (within-region Spearman: knowing a region's
+        market size is not audio skill).
+    reference_model : str or None
+        The model every other model is compared with (paired bootstrap), fixed before the run
+        so that it is never chosen by looking at the test folds. None: the first classical model
+        of the suite (the tuned LightGBM), else ``region_mean``.
     tune_metric : str
         Metric Optuna optimises (averaged over targets); its direction comes from the metric.
     tracking_uri : str
@@ -116,6 +138,12 @@ class BenchmarkConfig:
         Root of the report folders.
     num_threads : int
         Threads per LightGBM model.
+    final_models : bool
+        After the folds, tune and fit LightGBM once more on all rows and log that model (with its
+        signature and feature importance); off for controls and experiments, whose numbers do
+        not use it.
+    write_report : bool
+        Write ``results_dir/<dataset>/`` (off for the many runs of a control).
     models : dict[str, dict[str, Any]]
         Per-model tables: fixed estimator parameters (they override the search space and the
         defaults) and the reserved key ``features``.
@@ -139,9 +167,13 @@ class BenchmarkConfig:
     horizon: int = 26
     null_policy: str = "missing"
     drop_incomplete: bool = True
-    drop_left_censored: bool = False
-    targets: list[str] = field(default_factory=lambda: ["log1p_sum", "log1p_debut"])
-    primary_metric: str = "spearman"
+    drop_left_censored: bool = True
+    drop_reentries: bool = True
+    two_part: bool = False
+    group: str = "song"
+    targets: list[str] = field(default_factory=lambda: ["log1p_charted_sum", "log1p_debut"])
+    primary_metric: str = "spearman_region"
+    reference_model: str | None = None
     tune_metric: str = "rmse"
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_location: str | None = None
@@ -150,6 +182,8 @@ class BenchmarkConfig:
     optuna_heartbeat: int = 60
     results_dir: Path = Path("results")
     num_threads: int = 1
+    final_models: bool = True
+    write_report: bool = True
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -175,6 +209,13 @@ class BenchmarkConfig:
             problems.append(
                 f"inner_folds must be 0 (holdout) or at least 2, got {self.inner_folds}"
             )
+        if self.two_part and CHARTED not in self.targets:
+            self.targets = [*self.targets, CHARTED]
+        unknown_targets = sorted(set(self.targets) - set(TARGETS) - {CHARTED})
+        if unknown_targets:
+            problems.append(f"unknown target(s) {unknown_targets}; choose from {sorted(TARGETS)}")
+        if self.group not in GROUPINGS:
+            problems.append(f"group must be one of {GROUPINGS}, got {self.group!r}")
         if self.null_policy not in ("missing", "zero", "floor"):
             problems.append(f"null_policy must be missing, zero or floor, got {self.null_policy!r}")
         if self.optuna_heartbeat < 1:

@@ -22,7 +22,7 @@ from ..features import store
 from ..features.errors import DataError
 from ..features.feature_sets import CLIPS, get_feature_set, reference_columns
 from ..features.layout import DataLayout
-from ..features.targets import curve_columns
+from ..features.targets import CHARTED, TARGETS, curve_columns
 from ..models.estimators.base import APPEAL_COLUMN, CLIPS_COLUMN, ID_COLUMNS
 from .config import BenchmarkConfig
 from .registry import ModelRun
@@ -88,7 +88,7 @@ class BenchmarkData:
 
     frame: pd.DataFrame
     inputs: dict[str, FeatureInputs] = field(default_factory=dict)
-    targets: list[str] = field(default_factory=lambda: ["log1p_sum", "log1p_debut"])
+    targets: list[str] = field(default_factory=lambda: ["log1p_charted_sum", "log1p_debut"])
     name: str = "dataset"
     data_dir: Path | None = None
     ground_truth: pd.DataFrame | None = None
@@ -186,26 +186,42 @@ class BenchmarkData:
         return self.inputs[run.features].service
 
 
+LEFT_OUT = {
+    "drop_incomplete": ("complete_horizon", False, "horizon not covered by the data"),
+    "drop_left_censored": ("left_censored", True, "debut within the burn-in"),
+    "drop_reentries": ("reentry", True, "re-entry"),
+}
+"""Config switch -> (popularity column, value that leaves a row out, reason)."""
+
+
 def _popularity_rows(layout: DataLayout, config: BenchmarkConfig) -> pd.DataFrame:
-    """The popularity rows of the configured period, censored rows left out."""
+    """The popularity rows of the configured period, censored rows and re-entries left out."""
     pop = layout.popularity.read()
     pop = pop[pop["period"] == config.period]
     if pop.empty:
         raise DataError(f"{layout.popularity.path}: no rows with period {config.period!r}")
-    censored = np.zeros(len(pop), dtype=bool)
-    if config.drop_incomplete and "complete_horizon" in pop.columns:
-        censored |= ~pop["complete_horizon"].astype(bool).to_numpy()
-    if config.drop_left_censored and "left_censored" in pop.columns:
-        censored |= pop["left_censored"].astype(bool).to_numpy()
-    if censored.all():
+    if "charted" in pop.columns and not config.two_part:
+        pop = pop[pop["charted"].astype(bool)]  # size given charting only
+    elif config.two_part and "charted" not in pop.columns:
         raise DataError(
-            f"{layout.popularity.path}: every {config.period} row is censored (horizon "
-            f"{config.horizon} not covered by the data, or on the first chart); use a shorter "
-            "--horizon in `benchmark targets`, or set drop_incomplete = false"
+            f"{layout.popularity.path}: two_part needs the uncharted rows; rebuild it with "
+            "`benchmark targets --uncharted`"
         )
-    if censored.any():
-        log.warning("leaving out %d censored rows of %d", int(censored.sum()), len(pop))
-    pop = pop[~censored]
+    out = np.zeros(len(pop), dtype=bool)
+    for switch, (column, value, reason) in LEFT_OUT.items():
+        if getattr(config, switch) and column in pop.columns:
+            hit = (pop[column].astype(bool) == value).to_numpy()
+            if hit.any():
+                log.warning("leaving out %d of %d rows: %s", int(hit.sum()), len(pop), reason)
+            out |= hit
+    if out.all():
+        raise DataError(
+            f"{layout.popularity.path}: every {config.period} row is left out (horizon "
+            f"{config.horizon} not covered by the data, debut within the burn-in, or a "
+            "re-entry); use a shorter --horizon in `benchmark targets`, or relax "
+            "drop_incomplete / drop_left_censored / drop_reentries"
+        )
+    pop = pop[~out]
     return pop.sort_values(["region", "track_id"], kind="stable").reset_index(drop=True)
 
 
@@ -238,8 +254,9 @@ def load_benchmark_data(config: BenchmarkConfig, runs: list[ModelRun]) -> Benchm
 
     Entity rows are the (track_id, region) rows of the popularity table for the configured
     period, with the debut date as their timestamp: inputs are joined at prediction time, so
-    nothing known later can reach a model. ``song_id`` comes from the catalog; targets are
-    ``log1p(sum)``, ``log1p(debut)`` and the log1p curve.
+    nothing known later can reach a model. ``song_id``, ``artist`` and ``title`` come from the
+    catalog (the split groups); the targets are those of ``config.targets`` (``log1p`` of a
+    popularity statistic, :data:`features.targets.TARGETS`) and the log1p curve.
 
     Parameters
     ----------
@@ -255,8 +272,9 @@ def load_benchmark_data(config: BenchmarkConfig, runs: list[ModelRun]) -> Benchm
     """
     layout = DataLayout(config.data_dir)
     pop = _popularity_rows(layout, config)
-    catalog = layout.catalog.read(["track_id", "song_id"])
-    song_of = catalog.drop_duplicates("track_id").set_index("track_id")["song_id"]
+    catalog = layout.catalog.read(["track_id", "song_id", "title", "artist"])
+    catalog = catalog.drop_duplicates("track_id").set_index("track_id")
+    song_of = catalog["song_id"]
     unknown = ~pop["track_id"].isin(song_of.index)
     if unknown.any():
         raise DataError(
@@ -267,13 +285,27 @@ def load_benchmark_data(config: BenchmarkConfig, runs: list[ModelRun]) -> Benchm
         {
             "track_id": pop["track_id"].astype(str),
             "song_id": pop["track_id"].map(song_of).astype(str),
+            "artist": pop["track_id"].map(catalog["artist"]),
+            "title": pop["track_id"].map(catalog["title"]),
             "region": pop["region"].astype(str),
             "debut_date": pd.to_datetime(pop["debut_date"]),
             "known_date": pd.to_datetime(pop["event_timestamp"]),
-            "log1p_sum": np.log1p(pop["sum"].to_numpy(dtype=float)),
-            "log1p_debut": np.log1p(pop["debut"].to_numpy(dtype=float)),
         }
     )
+    charted = pop["charted"].astype(bool).to_numpy() if config.two_part else None
+    for target in config.targets:
+        if target == CHARTED:
+            frame[target] = charted.astype(float)
+            continue
+        statistic = TARGETS[target]
+        if statistic not in pop.columns:
+            raise DataError(
+                f"{layout.popularity.path}: no {statistic!r} column for target {target}; "
+                "rebuild it with `benchmark targets`"
+            )
+        values = np.log1p(pop[statistic].to_numpy(dtype=float))
+        # two-part: the regression targets are size given charting (masked elsewhere)
+        frame[target] = values if charted is None else np.where(charted, values, np.nan)
     if "curve" in pop.columns:
         curves = np.log1p(np.vstack([np.asarray(c, dtype=float) for c in pop["curve"]]))  # (N, H)
         for h in range(curves.shape[1]):

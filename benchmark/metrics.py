@@ -5,12 +5,42 @@ regions, folds)`` takes a ``(B, N)`` matrix of row weights and returns ``B`` val
 the same function with unit weights; a bootstrap resample over songs is the same function with each
 row weighted by how often its song was drawn (a row of a song drawn twice counts twice; ties get
 average ranks, exactly as if the rows were duplicated). So point values, intervals and paired
-differences all come from one code path, vectorised with numpy.
+differences all come from one code path, vectorised with numpy: no metric loops in Python over
+resamples (only over regions and folds).
+
+Within-region and pooled metrics
+--------------------------------
+A model that only knows each region's market size already ranks rows across regions well, so
+pooled rank metrics reward knowing the region. The headline metrics are computed *within* a
+region (:attr:`Metric.within_region`; :func:`ordered_metrics` puts them first):
+
+- ``spearman_region``: Spearman's rho in every (outer fold, region) cell -- the rows one fitted
+  model ranked within one region -- averaged over cells weighted by their rows. Equivalently, the
+  per-region values of :func:`per_region` (each the row-weighted mean over its folds) averaged
+  over regions weighted by rows. Cells are used rather than whole regions because pooling
+  out-of-fold predictions across folds lets each fold's shift of the training mean enter the
+  ranks: a fold whose songs are good has a worse training set, so a mean predictor ranks it low
+  (a negative bias of about ``-1/sqrt(rows per region)``; see the tests).
+- ``r2_region``: ``1 - sum_r SSE_r / sum_r sum_{i in r} (y_i - ybar_r)^2`` over the evaluated rows,
+  ``ybar_r`` being the mean truth of region ``r`` on those rows: the share of the within-region
+  variance a model explains beyond the region means. The best constant-per-region predictor
+  chosen in hindsight scores 0; the out-of-fold ``region_mean`` model scores slightly below 0
+  (its means are estimated without the test rows). 1 minus the ratio of a model's MSE to the
+  out-of-fold ``region_mean`` model's MSE (as some reviews quote it) is larger by that gap.
+
+Rank metrics and ties
+---------------------
+Rank metrics (``spearman``, ``spearman_region``, ``top10_precision``) are NaN ("n/a") in a cell
+where the predictions (or the truth) are constant: a constant carries no ranking, and any value
+would be a tie artefact. Cells with fewer than two rows or such ties are left out of the
+average; a metric whose every cell is left out is NaN. Partial ties get average ranks
+(Spearman, as scipy) or, for top-10% precision, the expected precision under random
+tie-breaking (:class:`TopHitPrecision`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -64,31 +94,65 @@ def _weighted_spearman(y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray) ->
     return _weighted_pearson(_weighted_ranks(y_true, w), _weighted_ranks(y_pred, w), w)
 
 
-def _group_mean(
-    groups: np.ndarray, per_group: Callable[[np.ndarray], np.ndarray], w: np.ndarray
+MIN_CELL_ROWS = 2
+"""Smallest (fold, region) cell or fold on which a rank metric is computed."""
+
+
+def _cell_mean(
+    cells: np.ndarray, per_cell: Callable[[np.ndarray], np.ndarray], w: np.ndarray
 ) -> np.ndarray:
-    """Mean over groups (of at least two rows) of a per-group (B,) statistic, ignoring NaN."""
-    values = [
-        per_group(rows)
-        for rows in (np.flatnonzero(groups == g) for g in np.unique(groups))
-        if len(rows) >= 2
-    ]
+    """Row-weighted mean over cells of a per-cell ``(B,)`` statistic.
+
+    A cell's weight in each resample is the total weight of its rows (its rows counted with
+    their multiplicity). Cells of fewer than :data:`MIN_CELL_ROWS` rows and NaN cell values are
+    left out; the result is NaN where every cell is left out.
+    """
+    values, weights = [], []
+    for cell in np.unique(cells):
+        rows = np.flatnonzero(cells == cell)
+        if len(rows) >= MIN_CELL_ROWS:
+            values.append(per_cell(rows))
+            weights.append(w[:, rows].sum(axis=1))
     if not values:
         return np.full(w.shape[0], np.nan)
-    stacked = np.vstack(values)  # (G, B)
-    counts = np.isfinite(stacked).sum(axis=0)
-    sums = np.nansum(stacked, axis=0)
+    stacked, weight = np.vstack(values), np.vstack(weights)  # (G, B)
+    valid = np.isfinite(stacked) & (weight > 0)
+    total = np.where(valid, weight, 0.0).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        mean = np.where(valid, stacked * weight, 0.0).sum(axis=0) / total
+    return np.where(total > 0, mean, np.nan)
 
 
-def _top_mask(values: np.ndarray, w: np.ndarray, fraction: float) -> np.ndarray:
-    """(B, N) mask of rows at or above the value where the top ``fraction`` of weight is reached."""
+def _top_share(values: np.ndarray, w: np.ndarray, fraction: float) -> np.ndarray:
+    """(B, N) expected membership of every row in the top ``fraction`` of the weight.
+
+    Rows are taken from the largest value down until their weight reaches ``fraction`` of the
+    total; the block of tied values where that happens is taken in part, each of its rows with
+    the same share (its membership under random tie-breaking, in expectation). A row above the
+    block has share 1, below it 0.
+    """
     order = np.argsort(-values, kind="stable")
-    cum = np.cumsum(w[:, order], axis=1)
-    reached = cum >= fraction * cum[:, -1:] - 1e-9
-    threshold = values[order][np.argmax(reached, axis=1)]  # (B,)
-    return values[None, :] >= threshold[:, None]
+    sorted_values = values[order]
+    new_block = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    starts = np.flatnonzero(new_block)
+    block = np.cumsum(new_block) - 1  # (N,) tie block of each sorted row
+    block_weight = np.add.reduceat(w[:, order], starts, axis=1)  # (B, G)
+    before = np.cumsum(block_weight, axis=1) - block_weight
+    quota = fraction * w.sum(axis=1, keepdims=True)  # (B, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.clip((quota - before) / block_weight, 0.0, 1.0)
+    share = np.where(block_weight > 0, share, (before < quota).astype(float))
+    out = np.empty_like(w, dtype=float)
+    out[:, order] = share[:, block]
+    return out
+
+
+def _varies(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(B,) whether ``values`` take more than one value on the rows of positive weight."""
+    positive = w > 0
+    high = np.where(positive, values, -np.inf).max(axis=1)
+    low = np.where(positive, values, np.inf).min(axis=1)
+    return high > low
 
 
 # --- the registry --------------------------------------------------------------------------
@@ -97,13 +161,15 @@ def _top_mask(values: np.ndarray, w: np.ndarray, fraction: float) -> np.ndarray:
 class Metric:
     """A metric: a name, a direction, and a weighted batch implementation.
 
-    Subclasses set ``name``, ``maximize`` and ``curve`` (True for 2-D curve targets) and implement
-    :meth:`batch`.
+    Subclasses set ``name``, ``maximize``, ``curve`` (True for 2-D curve targets) and
+    ``within_region`` (True for metrics computed within regions, which lead reports; False for
+    metrics pooled over regions) and implement :meth:`batch`.
     """
 
     name: ClassVar[str]
     maximize: ClassVar[bool]
     curve: ClassVar[bool] = False
+    within_region: ClassVar[bool] = False
 
     def batch(
         self,
@@ -125,8 +191,8 @@ class Metric:
             (N,) integer region codes.
         folds : np.ndarray
             (N,) integer fold codes. Rank-based metrics are computed within each fold (the rows
-            one fitted model ranked together) and averaged: pooling out-of-fold predictions would
-            let fold-to-fold shifts of the training mean leak into the ranks.
+            one fitted model ranked together) and averaged weighted by rows: pooling out-of-fold
+            predictions would let fold-to-fold shifts of the training mean leak into the ranks.
 
         Returns
         -------
@@ -186,6 +252,59 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
     return cls
 
 
+def _region_sums(y: np.ndarray, w: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per region: weight, weighted sum and weighted sum of squares of ``y``, each ``(B, R)``.
+
+    ``y`` is centred on each region's unweighted mean first (for precision); within-region
+    sums of squares do not depend on that shift.
+    """
+    n_regions = int(regions.max()) + 1
+    onehot = np.zeros((len(y), n_regions))
+    onehot[np.arange(len(y)), regions] = 1.0
+    centre = (onehot.T @ y) / np.maximum(onehot.sum(axis=0), 1.0)
+    yc = y - centre[regions]
+    return w @ onehot, w @ (onehot * yc[:, None]), w @ (onehot * (yc**2)[:, None])
+
+
+@register_metric
+class SpearmanPerRegion(Metric):
+    """Within-region Spearman: rho in each (fold, region) cell, averaged weighted by rows.
+
+    The headline rank metric: it measures how well a model orders the songs of one region, which
+    the region's market size cannot help with. Cells hold the rows one fitted model ranked in
+    one region; a cell where predictions or truth are constant is left out (n/a).
+    """
+
+    name = "spearman_region"
+    maximize = True
+    within_region = True
+
+    def batch(self, y_true, y_pred, w, regions, folds):
+        cells = folds * (int(regions.max()) + 1) + regions
+        return _cell_mean(cells, lambda r: _weighted_spearman(y_true[r], y_pred[r], w[:, r]), w)
+
+
+@register_metric
+class R2PerRegion(Metric):
+    """Within-region R^2: ``1 - sum_r SSE_r / sum_r SS_r`` against each region's mean truth.
+
+    ``SS_r`` is the sum of squared deviations of region ``r``'s evaluated truth from its mean:
+    0 for the region means chosen in hindsight, below 0 for anything worse. Pooled over folds
+    (like RMSE: fold-to-fold shifts of a model are errors it makes).
+    """
+
+    name = "r2_region"
+    maximize = True
+    within_region = True
+
+    def batch(self, y_true, y_pred, w, regions, folds):
+        weight, total, squares = _region_sums(y_true, w, regions)  # (B, R) each
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ss = np.where(weight > 0, squares - total**2 / weight, 0.0).sum(axis=1)
+            sse = w @ (y_pred - y_true) ** 2
+            return np.where(ss > 1e-24, 1.0 - sse / ss, np.nan)
+
+
 @register_metric
 class RMSE(Metric):
     """Root mean squared error."""
@@ -210,7 +329,7 @@ class MAE(Metric):
 
 @register_metric
 class R2(Metric):
-    """Coefficient of determination, 1 - SSE / SST."""
+    """Coefficient of determination pooled over regions, 1 - SSE / SST."""
 
     name = "r2"
     maximize = True
@@ -225,32 +344,25 @@ class R2(Metric):
 
 @register_metric
 class Spearman(Metric):
-    """Spearman rank correlation, within each fold, averaged over folds."""
+    """Spearman rank correlation pooled over regions, within each fold, folds weighted by rows."""
 
     name = "spearman"
     maximize = True
 
     def batch(self, y_true, y_pred, w, regions, folds):
-        return _group_mean(folds, lambda r: _weighted_spearman(y_true[r], y_pred[r], w[:, r]), w)
-
-
-@register_metric
-class SpearmanPerRegion(Metric):
-    """Spearman correlation within each region (and fold), averaged over regions."""
-
-    name = "spearman_region"
-    maximize = True
-
-    def batch(self, y_true, y_pred, w, regions, folds):
-        cells = folds * (int(regions.max()) + 1) + regions
-        return _group_mean(cells, lambda r: _weighted_spearman(y_true[r], y_pred[r], w[:, r]), w)
+        return _cell_mean(folds, lambda r: _weighted_spearman(y_true[r], y_pred[r], w[:, r]), w)
 
 
 @register_metric
 class TopHitPrecision(Metric):
     """Top-10% hit precision: the share of the predicted top 10% that is in the true top 10%.
 
-    Computed within each fold (the rows one model ranked together), averaged over folds.
+    The top 10% is 10% of the rows, fractional where that is not a whole number (the boundary row
+    counts in part). Ties at the boundary are shared: every row of the tied block counts with the
+    same share, so the value is the expected precision under random tie-breaking (of the
+    predictions and of the truth). Computed within each fold (the rows one model ranked
+    together), folds weighted by rows; n/a in a fold where the predictions or the truth are
+    constant (a constant would score the base rate, 0.1, by tie-breaking alone).
     """
 
     name = "top10_precision"
@@ -259,12 +371,14 @@ class TopHitPrecision(Metric):
     def batch(self, y_true, y_pred, w, regions, folds):
         def precision(r: np.ndarray) -> np.ndarray:
             wr = w[:, r]
-            predicted = _top_mask(y_pred[r], wr, TOP_FRACTION)
-            actual = _top_mask(y_true[r], wr, TOP_FRACTION)
+            predicted = _top_share(y_pred[r], wr, TOP_FRACTION)
+            actual = _top_share(y_true[r], wr, TOP_FRACTION)
             with np.errstate(invalid="ignore", divide="ignore"):
-                return (wr * predicted * actual).sum(axis=1) / (wr * predicted).sum(axis=1)
+                value = (wr * predicted * actual).sum(axis=1) / (wr * predicted).sum(axis=1)
+            ranked = _varies(y_pred[r], wr) & _varies(y_true[r], wr)
+            return np.where(ranked, value, np.nan)
 
-        return _group_mean(folds, precision, w)
+        return _cell_mean(folds, precision, w)
 
 
 @register_metric
@@ -280,6 +394,73 @@ class CurveRMSE(Metric):
         sq = np.where(observed, (y_pred - np.where(observed, y_true, 0.0)) ** 2, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.sqrt((w @ sq.sum(axis=1)) / (w @ observed.sum(axis=1)))
+
+
+def ordered_metrics(names: Iterable[str] | None = None) -> list[str]:
+    """Metric names in report order: within-region metrics (the headline) first, then pooled.
+
+    Parameters
+    ----------
+    names : Iterable[str], optional
+        Registered metric names to order (default: all); order is kept within each group.
+
+    Returns
+    -------
+    list[str]
+        The names, within-region first.
+    """
+    chosen = list(METRICS) if names is None else list(dict.fromkeys(names))
+    return sorted(chosen, key=lambda name: not METRICS[name].within_region)
+
+
+def per_region(
+    metric: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    regions: np.ndarray,
+    folds: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """A metric computed on each region's rows alone (for per-region plots and tables).
+
+    For ``spearman_region`` the rows-weighted mean of the per-region ``value`` over regions
+    (weights ``n_rows``: the rows of the cells that have a value) equals the headline value; for
+    ``r2_region`` the mean weighted by each region's sum of squares does.
+
+    Parameters
+    ----------
+    metric : str
+        A registered scalar metric.
+    y_true, y_pred : np.ndarray
+        (N,) truth and predictions.
+    regions : np.ndarray
+        (N,) region labels.
+    folds : np.ndarray, optional
+        (N,) outer fold labels (default: one fold).
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per region, sorted: ``region``, ``value``, ``n_rows`` (rows of the region in
+        cells of at least two rows whose value is defined; all its rows for non-rank metrics).
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    labels = np.asarray(regions).astype(str)
+    fold_labels = np.zeros(len(labels), dtype=int) if folds is None else np.asarray(folds)
+    records = []
+    for region in np.unique(labels):
+        rows = np.flatnonzero(labels == region)
+        value = METRICS[metric](y_true[rows], y_pred[rows], labels[rows], fold_labels[rows])
+        n_rows = len(rows)
+        if metric in ("spearman_region", "spearman", "top10_precision"):
+            n_rows = 0
+            for fold in np.unique(fold_labels[rows]):
+                cell = rows[fold_labels[rows] == fold]
+                if len(cell) >= MIN_CELL_ROWS and np.isfinite(
+                    METRICS[metric](y_true[cell], y_pred[cell])
+                ):
+                    n_rows += len(cell)
+        records.append({"region": region, "value": value, "n_rows": n_rows})
+    return pd.DataFrame.from_records(records, columns=["region", "value", "n_rows"])
 
 
 # --- the bootstrap -------------------------------------------------------------------------
@@ -376,6 +557,7 @@ def evaluate(
     baseline: str | None = "region_mean",
     metrics: Sequence[str] | None = None,
     folds: pd.Series | None = None,
+    reference: str | Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Every metric of every model and target, with bootstrap intervals and paired differences.
 
@@ -403,6 +585,10 @@ def evaluate(
         Metric names; default every registered metric.
     folds : pd.Series, optional
         Outer fold of every row (rank metrics are computed within folds); default one fold.
+    reference : str or Mapping[str, str], optional
+        The reference model (or one per target), chosen beforehand, e.g. on inner folds. Default:
+        the best of ``candidates`` by ``primary_metric`` on these (outer-fold) predictions, which
+        favours the reference slightly (a report must say so).
 
     Returns
     -------
@@ -463,7 +649,7 @@ def evaluate(
     table = pd.DataFrame.from_records(records)
     if table.empty:
         return table
-    _add_paired(table, samples, candidates, primary_metric, baseline)
+    _add_paired(table, samples, candidates, primary_metric, baseline, reference)
     return table
 
 
@@ -482,11 +668,17 @@ def _add_paired(
     candidates: Sequence[str] | None,
     primary_metric: str,
     baseline: str | None,
+    reference: str | Mapping[str, str] | None = None,
 ) -> None:
     """Fill the paired-difference columns in place."""
     pool = list(candidates) if candidates is not None else list(table.model.unique())
     references: dict[str, str | None] = {}
     for target in table.target.unique():
+        if reference is not None:
+            fixed = reference if isinstance(reference, str) else reference.get(target)
+            if fixed is not None:
+                references[target] = fixed
+                continue
         metric = primary_metric
         if not (table[(table.target == target)].metric == metric).any():
             metric = str(table[table.target == target].metric.iloc[0])

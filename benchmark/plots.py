@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .metrics import METRICS
+from .metrics import per_region
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,9 +58,17 @@ def plot_pred_vs_true(
 
 
 def plot_region_spearman(
-    truth: pd.Series, regions: pd.Series, predictions: Mapping[str, pd.Series], target: str
+    truth: pd.Series,
+    regions: pd.Series,
+    predictions: Mapping[str, pd.Series],
+    target: str,
+    folds: pd.Series | None = None,
 ) -> Figure:
     """Bars of the Spearman correlation within each region, per model.
+
+    Each bar is the headline metric ``spearman_region`` computed on one region's rows alone
+    (within each outer fold, then averaged over folds by rows), so the bars average to the
+    headline value.
 
     Parameters
     ----------
@@ -72,26 +80,29 @@ def plot_region_spearman(
         Model name to predictions.
     target : str
         Target name (title).
+    folds : pd.Series, optional
+        Outer fold of every row (default: one fold).
 
     Returns
     -------
     Figure
         The figure.
     """
-    spearman = METRICS["spearman"]
     names = sorted(regions.astype(str).unique())
     fig = _figure(max(6.0, 0.5 * len(names) * max(1, len(predictions)) ** 0.5 + 3), 4)
     ax = fig.subplots()
     width = 0.8 / max(1, len(predictions))
+    keep = np.isfinite(truth.to_numpy())
+    fold_values = None if folds is None else folds.to_numpy()[keep]
     for i, (model, pred) in enumerate(predictions.items()):
-        values = []
-        for region in names:
-            rows = (regions.astype(str) == region).to_numpy() & np.isfinite(truth.to_numpy())
-            values.append(
-                spearman(truth.to_numpy()[rows], pred.loc[truth.index].to_numpy()[rows])
-                if rows.sum() >= 2
-                else np.nan
-            )
+        table = per_region(
+            "spearman_region",
+            truth.to_numpy()[keep],
+            pred.loc[truth.index].to_numpy()[keep],
+            regions.astype(str).to_numpy()[keep],
+            fold_values,
+        ).set_index("region")
+        values = table["value"].reindex(names).to_numpy()
         ax.bar(np.arange(len(names)) + i * width, values, width=width, label=model)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=45)
     ax.axhline(0.0, color="grey", linewidth=1)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..features.layout import DataLayout, write_text_atomic
 from .data import BenchmarkData
-from .metrics import CURVE_TARGET, METRICS
+from .metrics import CURVE_TARGET, ordered_metrics
 from .plots import (
     plot_curve_rmse_by_step,
     plot_curves_by_region,
@@ -33,6 +33,7 @@ from .plots import (
     plot_region_spearman,
 )
 from .results import Results
+from .splits import describe_groups, group_labels
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 SUMMARY_COLUMNS = [
@@ -55,7 +56,9 @@ SUMMARY_COLUMNS = [
     "n_rows",
     "n_songs",
 ]
-TERMINAL_METRICS = ("rmse", "r2", "spearman", "spearman_region", "top10_precision")
+TERMINAL_METRICS = ("spearman_region", "r2_region", "rmse", "spearman", "top10_precision")
+"""The terminal's columns: within-region metrics (the headline) first; every metric is in the
+CSV, the Markdown and the HTML."""
 
 
 # --- the pivot ----------------------------------------------------------------------------------
@@ -148,25 +151,28 @@ def pivot(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[Tar
         In target order.
     """
     out = []
-    order = list(metrics or METRICS)
+    order = ordered_metrics(metrics)
     for target, rows in table.groupby("target", sort=False):
         shown = [m for m in order if m in set(rows.metric)] or list(dict.fromkeys(rows.metric))
-        lead = "spearman" if "spearman" in shown else shown[0]
-        refs = rows.loc[rows.metric == lead, "reference"].dropna()
+        lead = shown[0]
+        # the run's reference model; a target it does not predict (curves) is compared with
+        # the baseline (region_mean) instead
+        prefix = "" if rows["reference"].notna().any() else "baseline_"
+        refs = rows.loc[rows.metric == lead, "baseline" if prefix else "reference"].dropna()
         reference = str(refs.iloc[0]) if len(refs) else None
         model_rows = []
         for model, mrows in rows.groupby("model", sort=False):
             cells = {}
-            for r in mrows.itertuples():
-                if r.metric in shown:
-                    cells[r.metric] = Cell(
-                        r.value,
-                        r.ci_low,
-                        r.ci_high,
-                        np.nan if r.reference == model else r.diff,
-                        r.diff_ci_low,
-                        r.diff_ci_high,
-                        bool(r.maximize),
+            for r in mrows.to_dict("records"):
+                if r["metric"] in shown:
+                    cells[r["metric"]] = Cell(
+                        r["value"],
+                        r["ci_low"],
+                        r["ci_high"],
+                        np.nan if model == reference else r[prefix + "diff"],
+                        r[prefix + "diff_ci_low"],
+                        r[prefix + "diff_ci_high"],
+                        bool(r["maximize"]),
                     )
             kind = str(mrows["kind"].iloc[0]) if "kind" in mrows else "model"
             model_rows.append(Row(str(model), kind, cells, str(model) == reference))
@@ -198,7 +204,7 @@ def summarize_data(layout: DataLayout) -> list[tuple[str, str]]:
         return []
     streams = layout.streams.read(["region", "period", "chart_date"])
     catalog = layout.catalog.read(["track_id", "song_id"])
-    popularity = layout.popularity.read(["left_censored", "complete_horizon"])
+    popularity = layout.popularity.read()
     clips = layout.clips.read(["track_id"], missing_ok=True)
     failures = len(layout.extract_errors.read()) if layout.extract_errors.exists() else 0
     regions = sorted(streams["region"].unique().tolist())
@@ -210,8 +216,12 @@ def summarize_data(layout: DataLayout) -> list[tuple[str, str]]:
         ("chart dates", f"{streams['chart_date'].nunique():,}"),
         ("(track, region, period) targets", f"{len(popularity):,}"),
         (
-            "left-censored (on the first chart of the data)",
+            "left-censored (debut within the burn-in at the start of the data)",
             f"{int(popularity['left_censored'].sum()):,}",
+        ),
+        (
+            "re-entries (a debut long after the first chart entry or the release)",
+            f"{int(popularity['reentry'].sum()):,}" if "reentry" in popularity else "not flagged",
         ),
         (
             "horizon not covered by the data",
@@ -252,15 +262,27 @@ def _method(results: Results, data: BenchmarkData) -> list[str]:
         for m in results.models.values()
         if m.features
     )
+    groups = [describe_groups(group_labels(data.frame, "song")).line("song")]
+    if config.group != "song":
+        groups.append(describe_groups(group_labels(data.frame, config.group)).line(config.group))
+    compared = int(np.isfinite(results.metrics["diff_ci_low"]).sum())
     return [
         f"dataset: `{data.data_dir or 'in memory'}`, fingerprint `{data.fingerprint[:16]}`, "
         f"{len(data.frame):,} (track, region) rows, {data.frame['song_id'].nunique():,} songs, "
         f"{data.frame['region'].nunique()} regions, {config.period} charts",
         f"inputs (through Feast): {inputs or 'none'}",
-        f"split: {split}",
+        f"split: {split}; the split unit is the {config.group}: " + "; ".join(groups),
         f"tuning: {tuning}",
         f"intervals: 95% bootstrap over songs, {config.bootstrap} resamples (seed {config.seed}); "
-        "differences are paired (same resamples for every model)",
+        "differences are paired (same resamples for every model) against the reference model "
+        f"`{results.best_classical or 'none'}`, fixed before the run (never chosen on the test "
+        "folds)",
+        f"comparisons: {compared} paired intervals against the reference (every model x target x "
+        f"metric); at 95% each, about {compared / 20:.0f} of them would exclude 0 by chance "
+        "even if no model differed, so read single borderline intervals with care",
+        "headline metrics are within-region (spearman_region: Spearman within each region and "
+        "fold, averaged with weights proportional to rows; r2_region: 1 - SSE / the squared "
+        "deviations from each region's mean); pooled metrics follow",
         "rank metrics (spearman, spearman_region, top10_precision) are computed within each "
         "outer fold (the rows one fitted model ranked) and averaged; n/a: the model's "
         "predictions carry no ranking there",
@@ -339,9 +361,9 @@ def render_markdown(report: Report) -> str:
         lines += [f"## {table.heading}", "", _markdown_table(table), ""]
     lines += [
         "Cells: value [95% interval]. The last column is the paired difference of each model "
-        "minus the reference (the best classical model by the lead metric); an interval above 0 "
-        "means the model is better with 95% confidence. summary.csv also has the paired "
-        "difference to region_mean.",
+        "minus the reference model; an interval above 0 means the model is better with 95% "
+        "confidence, and an interval containing 0 means not distinguishable. summary.csv also "
+        "has the paired difference to region_mean.",
         "",
         "## Plots",
         "",
@@ -426,7 +448,13 @@ def write_plots(results: Results, data: BenchmarkData, out: Path) -> list[Path]:
         )
         plots.append(
             _save(
-                plot_region_spearman(truth[target], truth["region"], preds, target),
+                plot_region_spearman(
+                    truth[target],
+                    truth["region"],
+                    preds,
+                    target,
+                    results.split["test_fold"][evaluated],
+                ),
                 out / f"region_spearman_{target}.png",
             )
         )

@@ -36,14 +36,30 @@ from .plots import plot_feature_importance
 from .registry import ModelRun
 from .report import write_report
 from .results import ModelInfo, Results
-from .splits import Fold, make_splits, split_table
+from .splits import Fold, group_labels, make_splits, split_table
 from .tracking import RunLogger, git_commit
 from .tuning import tune
 
 log = logging.getLogger(__name__)
 
-REFERENCE_FAMILIES = ("baseline", "classical")
-"""Families that compete for "best classical model", the reference of the paired differences."""
+
+def reference_model(config: BenchmarkConfig, runs: list[ModelRun]) -> str | None:
+    """The model the others are compared with, fixed before the run (never chosen on test folds).
+
+    ``config.reference_model`` when given, else the first classical model of the suite (the tuned
+    LightGBM), else ``region_mean``, else none.
+    """
+    names = [run.name for run in runs]
+    if config.reference_model is not None:
+        if config.reference_model not in names:
+            raise DataError(
+                f"reference_model {config.reference_model!r} is not in the suite ({', '.join(names)})"
+            )
+        return config.reference_model
+    classical = [run.name for run in runs if run.spec.family == "classical"]
+    if classical:
+        return classical[0]
+    return "region_mean" if "region_mean" in names else None
 
 
 @dataclass
@@ -56,6 +72,7 @@ class _Context:
     tags: dict[str, str]
     study_prefix: str
     checkpoint_root: Path | None
+    groups: np.ndarray  # the split unit of every row (config.group)
     worker: str = ""  # the parent MLflow run id: recorded on each Optuna trial this run runs
     # (model name, fold) -> fine-tuned encoder weights, for models that warm-start from it
     encoders: dict[tuple[str, int], Any] = field(default_factory=dict)
@@ -182,6 +199,9 @@ class _ModelFits:
             "model": self.run.name,
             "fixed": self.fixed,
             "rows": hashlib.sha256(np.ascontiguousarray(self.X.index[rows])).hexdigest(),
+            "groups": hashlib.sha256(
+                pd.util.hash_array(np.asarray(self.ctx.groups[rows], dtype=object)).tobytes()
+            ).hexdigest(),
             "seed": seed,
             "targets": self.ctx.data.targets,
             **{
@@ -213,6 +233,7 @@ class _ModelFits:
             fit_predict,
             self.X.iloc[rows],
             self.y.iloc[rows],
+            self.ctx.groups[rows],
             self.ctx.data.targets,
             self.ctx.config,
             seed,
@@ -287,7 +308,8 @@ def _run_model(run: ModelRun, folds: list[Fold], ctx: _Context, bar: Any) -> tup
     oof = pd.concat(predictions).sort_index()
     ids = ctx.data.frame.loc[oof.index, list(ID_COLUMNS)]
     logger.frame(ids.join(oof.add_prefix("pred_")).reset_index(names="row"), "predictions.csv")
-    importance = fits.final() if run.spec.estimator.logs_model == "lightgbm" else None
+    final = ctx.config.final_models and run.spec.estimator.logs_model == "lightgbm"
+    importance = fits.final() if final else None
     return oof, importance, fits.tuned
 
 
@@ -320,9 +342,18 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
     """
     started = time.perf_counter()
     runs = select_runs(config, data)
+    reference = reference_model(config, runs)
     if data is None:
         data = load_benchmark_data(config, runs)
-    folds = make_splits(data.frame, config.split, config.n_folds, config.seed, config.test_fraction)
+    groups = group_labels(data.frame, config.group)
+    folds = make_splits(
+        data.frame,
+        config.split,
+        config.n_folds,
+        config.seed,
+        config.test_fraction,
+        group=config.group,
+    )
     split = split_table(data.frame, folds)
     evaluated = np.flatnonzero(split["test_fold"].to_numpy() >= 0)
 
@@ -351,6 +382,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             tags,
             study_prefix=config.study_name or f"{config.dataset}.{parent}",
             checkpoint_root=_checkpoint_root(config, data, tags, parent),
+            groups=groups,
             worker=parent,
         )
         bar = tqdm(total=len(runs) * len(folds), desc="benchmark", unit="fold", leave=False)
@@ -383,7 +415,7 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             targets=data.targets,
             n_resamples=config.bootstrap,
             seed=config.seed,
-            candidates=[n for n, m in models.items() if m.family in REFERENCE_FAMILIES],
+            candidates=[reference] if reference else [],
             primary_metric=config.primary_metric,
             folds=split["test_fold"].iloc[evaluated],
         )
@@ -401,8 +433,9 @@ def run_suite(config: BenchmarkConfig, data: BenchmarkData | None = None) -> Res
             tags=tags,
         )
         results.seconds = time.perf_counter() - started
-        results.results_dir = write_report(results, data)
-        logger.artifacts(results.results_dir, "report")
+        if config.write_report:
+            results.results_dir = write_report(results, data)
+            logger.artifacts(results.results_dir, "report")
         logger.metrics({"seconds": results.seconds})
     results.seconds = time.perf_counter() - started
     return results

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,7 +132,7 @@ def _store_setup_lock(tracking_uri: str) -> Iterator[None]:
 
 
 def metric_key(target: str, metric: str, suffix: str = "") -> str:
-    """MLflow metric key, e.g. ``log1p_sum.spearman.ci_low``.
+    """MLflow metric key, e.g. ``log1p_charted_sum.spearman.ci_low``.
 
     Parameters
     ----------
@@ -429,7 +430,7 @@ class RunLogger:
 
 def _model_name(name: str) -> str:
     """A logged-model name MLflow accepts (``lightgbm[essentia]`` -> ``lightgbm-essentia``)."""
-    return name.replace("[", "-").replace("]", "")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name.replace("]", "")).strip("-")
 
 
 # --- the UI -----------------------------------------------------------------------------------

@@ -232,6 +232,7 @@ def tune(
     fit_predict: Callable[..., pd.DataFrame],
     X: pd.DataFrame,
     y: pd.DataFrame,
+    groups: np.ndarray,
     targets: list[str],
     config: BenchmarkConfig,
     seed: int,
@@ -253,6 +254,8 @@ def tune(
         ``report(step, validation_loss)`` is None when pruning is off.
     X, y : pandas.DataFrame
         The rows the search may see (``y`` as the model is fitted on, curves included).
+    groups : np.ndarray
+        The split unit of each row (the outer split's grouping): inner splits keep it together.
     targets : list[str]
         The scalar targets the trials are scored on (the tuning metric, averaged).
     config : BenchmarkConfig
@@ -284,7 +287,7 @@ def tune(
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric = METRICS[config.tune_metric]
-    pairs = inner_splits(X["song_id"], config.inner_folds, config.validation_fraction, seed)
+    pairs = inner_splits(groups, config.inner_folds, config.validation_fraction, seed)
     study = _open_study(study_name, config, seed, metric.maximize, protocol)
     sign = -1.0 if metric.maximize else 1.0  # intermediate values are losses: lower is better
     own = 0
@@ -306,10 +309,11 @@ def tune(
 
             Xv, yv = X.iloc[val_rows], y.iloc[val_rows]
             pred = fit_predict(params, X.iloc[fit_rows], y.iloc[fit_rows], Xv, yv, report)
-            scores += [
-                metric(yv[t].to_numpy(), pred[t].to_numpy(), Xv["region"].to_numpy())
-                for t in targets
-            ]
+            for t in targets:
+                truth = yv[t].to_numpy(dtype=float)
+                seen = np.isfinite(truth)  # two-part targets are NaN where not defined
+                regions = Xv["region"].to_numpy()[seen]
+                scores.append(metric(truth[seen], pred[t].to_numpy()[seen], regions))
         return float(np.nanmean(scores))
 
     budget = config.n_trials

@@ -86,6 +86,55 @@ def normalise_artist(artist: str) -> str:
     return _fold(main) or _fold(raw) or raw.strip().lower()
 
 
+_CREDIT_BRACKET = re.compile(
+    r"[\(\[]\s*(?:feat\.?|ft\.?|featuring|with)\s+([^\)\]]+)[\)\]]", re.IGNORECASE
+)
+_CREDIT_DASH = re.compile(r"\s[-\u2013\u2014]\s*(?:feat\.?|ft\.?|featuring)\s*(.+)$", re.IGNORECASE)
+_CREDIT_LIST = re.compile(r",\s*|\s+(?:feat\.?|ft\.?|featuring|with)\s+", re.IGNORECASE)
+_CREDIT_PAIR = re.compile(r"\s+(?:&|and|x)\s+", re.IGNORECASE)
+
+
+def credited_artists(
+    artist: str, title: str | None = None, known: frozenset[str] | set[str] = frozenset()
+) -> list[str]:
+    """Every artist credited on a track, each folded like :func:`normalise_artist`.
+
+    The artist field is split at ``", "``, ``" feat. "``, ``" ft. "`` and ``" featuring "``
+    (the new chart CSV lists every artist there; ``&`` is kept, since duos such as
+    ``"Simon & Garfunkel"`` are one act). The title adds the collaborators it names:
+    ``"(feat. X)"``, ``"[ft. X]"``, ``"(with X & Y)"``, ``" - feat. X"`` (the old chart CSV lists
+    only the main artist). A title credit list is split at commas, ``feat.``/``with`` and then at
+    ``" & "``, ``" and "``, ``" x "``, except for a name found whole in ``known`` (e.g. the
+    folded main artists of a catalog, so that a featured duo stays one act).
+
+    Parameters
+    ----------
+    artist : str
+        The artist field as charted.
+    title : str, optional
+        The track title as charted.
+    known : set of str
+        Folded artist names kept whole in title credits.
+
+    Returns
+    -------
+    list[str]
+        Distinct folded names, main artist first; empty names are dropped.
+    """
+    names = [_fold(part) for part in _ARTIST_SPLIT.split(str(artist))]
+    credits: list[str] = []
+    if isinstance(title, str):
+        credits = _CREDIT_BRACKET.findall(title) + _CREDIT_DASH.findall(title)
+    for credit in credits:
+        for part in _CREDIT_LIST.split(credit):
+            folded = _fold(part)
+            if folded in known:
+                names.append(folded)
+            else:
+                names.extend(_fold(piece) for piece in _CREDIT_PAIR.split(part))
+    return [name for name in dict.fromkeys(names) if name]
+
+
 def song_key(artist: str, title: str) -> str:
     """The grouping key of a track: ``"<main artist>|<title>"``, both normalised.
 
@@ -425,6 +474,7 @@ __all__ = [
     "CLIP_PROVENANCE_COLUMNS",
     "AudioIngestReport",
     "build_catalog",
+    "credited_artists",
     "ingest_audio",
     "normalise_artist",
     "normalise_title",

@@ -29,16 +29,36 @@ song).
 
 In region ``r``, track ``t`` of song ``s`` has a log stream level
 
-    ``L[t, r] = log(market[r]) + taste_r(attributes[s]) + social[s, r] + offset[version]``
+    ``L[t, r] = log(market[r]) + a * taste_r(attributes[s]) + b * z[s, r] + offset[t]``
 
-(plus 1.8 for seasonal songs), where ``taste_r`` is a region-dependent function of tempo, mode, brightness, density and loudness
-(a shared liking for loud, dense, bright music plus each region's own taste: ``de`` likes fast
-songs, ``se`` minor keys, ``br`` busy major-key songs, ``us`` a mid tempo; see :data:`REGIONS`),
-standardised to unit variance over the attribute distribution. ``social`` is Gaussian noise
-(sd 0.8, correlated 0.6 across regions): the audio explains about 60 % of the variance of ``L``
-within a region (1 / (1 + 0.8²)). Version offsets: remastered -0.7, live -1.3. With ``null=True``
-``taste_r`` is evaluated on a second, independent draw of attributes, so popularity carries no
-information about the audio (a negative control); the audio files are the same bytes as without it.
+(plus 1.8 for seasonal songs), where ``taste_r`` is a region-dependent function of tempo, mode,
+brightness, density and loudness (a shared liking for loud, dense, bright music plus each region's
+own taste: ``de`` likes fast songs, ``se`` minor keys, ``br`` busy major-key songs, ``us`` a mid
+tempo; see :data:`REGIONS`), standardised to mean 0 and variance 1 over the attribute
+distribution; ``z`` is standard Gaussian "social" noise, correlated 0.6 across regions; ``offset``
+is the version offset (remastered -0.7, live -1.3, original 0).
+
+The strength of the audio signal is one number, the **audio share**
+
+    ``rho = a² / (a² + b²)``,
+
+the share of the within-region variance of the song-level level ``a * taste + b * z`` that the
+hidden musical attributes explain (the population R² of the noise-free taste, before version
+offsets, seasons, curve shapes, weekly noise and chart censoring; :func:`signal_scales`). The total
+``a² + b² = 1 + 0.8² = 1.64`` is kept fixed, so charts look alike at every strength and only the
+share changes: ``a = sqrt(1.64 rho)``, ``b = sqrt(1.64 (1 - rho))``. Presets (:data:`SIGNALS`):
+
+- ``strong``: ``rho = 1 / 1.64 = 0.61`` (``a = 1``, ``b = 0.8``), the demo's original planted
+  signal, byte-identical to it; a good model reaches within-region Spearman about 0.45 and
+  within-region R² about 0.2 on ``log1p`` sums. For checking that models find a signal at all.
+- ``realistic``: ``rho = 0.2``, a first calibration towards the real weekly charts, where a good
+  audio model reaches within-region Spearman about 0.18 and within-region R² about 0.03; see
+  :data:`SIGNALS`.
+
+``null=True`` is a negative control: popularity is independent of everything audible. ``taste_r``
+is evaluated on a second, independent draw of attributes (the audio is the same bytes as without
+it), and the version offsets go to tracks drawn at random (a seeded permutation of the offsets over
+all tracks), not to the live or remastered versions, which sound different.
 
 Weekly streams are ``exp(L[t, r]) * shape_t(week - release_week) * lognormal(0, 0.08)``: a rise
 of 0-3 weeks to the peak, then a mixture of a fast geometric decay (0.72-0.9 per week) and a long
@@ -54,11 +74,13 @@ One row per (track_id, region), i.e. per (song_id, region) for songs with one ve
 ``song_id``, ``track_id``, ``region``, ``version`` (original, remastered, live), ``title``,
 ``artist``, ``seasonal`` (bool), ``release_date``, the attributes ``tempo``, ``mode``, ``key``,
 ``brightness``, ``density``, ``loudness``, ``timbre`` (of the audio, also in null mode), ``taste``
-(``taste_r``; in null mode of the phantom attributes), ``social`` (the noise), ``appeal`` (the
+(``taste_r``, unscaled; in null mode of the phantom attributes), ``social`` (the noise ``b * z``),
+``appeal`` (the
 noise-free level: ``log1p`` of the expected streams summed over the first :data:`APPEAL_HORIZON`
 weeks from release, uncensored: the oracle prediction of ``log1p(sum)`` for targets with that
-horizon; for seasonal songs over one season), ``level`` (``L`` with the noise, log weekly peak streams), ``weeks_on_chart`` (in the
-generated charts) and ``n_clips``.
+horizon; for seasonal songs over one season), ``level`` (``L`` with the noise, log weekly peak
+streams), ``weeks_on_chart`` (in the generated charts) and ``n_clips``. In null mode ``appeal`` and
+``level`` hold the offset of the random track the permutation gave, whatever ``version`` says.
 """
 
 from __future__ import annotations
@@ -100,13 +122,26 @@ HEADER_LINE = 'Position,"Track Name",Artist,Streams,URL\n'
 CHRISTMAS_WEEK_START = date(2020, 12, 18)  # the chart week 2020-12-18--2020-12-25
 
 SOCIAL_SD = 0.8
+"""Social noise sd of the ``strong`` preset (taste sd 1): fixes the total song-level variance."""
+LEVEL_VARIANCE = 1.0 + SOCIAL_SD**2
+"""``a² + b²``, the within-region variance of the song-level level, at every audio share."""
 SOCIAL_CORRELATION = 0.6
 WEEKLY_NOISE_SD = 0.08
 VERSION_OFFSET = {"original": 0.0, "remastered": -0.7, "live": -1.3}
 SEASONAL_BOOST = 1.8
 
+SIGNALS: dict[str, float] = {
+    "strong": 1.0 / LEVEL_VARIANCE,
+    "realistic": 0.2,
+}
+"""Audio share ``rho`` of the named presets. ``strong`` is the original planted signal (0.61).
+``realistic`` is a first value, to be calibrated against the real reference run: on the default
+demo (342 rows kept at H = 26) a fixed-setting LightGBM on the Essentia features reaches a
+within-region Spearman of 0.17 (sd 0.15 between popularity seeds) on ``log1p`` charted sums at
+0.2, against 0.18 on the real weekly charts (docs/targets.md, "Demo signal strength")."""
+
 # RNG stream tags: every random quantity comes from default_rng([seed, TAG, index...])
-_ATTRS, _PHANTOM, _NAMES, _IDS, _SHAPE, _SOCIAL, _WEEKLY, _ARTIST = range(1, 9)
+_ATTRS, _PHANTOM, _NAMES, _IDS, _SHAPE, _SOCIAL, _WEEKLY, _ARTIST, _NULL_OFFSETS = range(1, 10)
 
 
 @dataclass(frozen=True)
@@ -256,6 +291,58 @@ def taste(profile: RegionProfile, attrs: list[SongAttributes]) -> np.ndarray:
     return (_raw_taste(profile, _standardised(attrs)) - ref.mean()) / ref.std()
 
 
+def audio_share(signal: str | float) -> float:
+    """The audio share ``rho`` of a preset name (:data:`SIGNALS`) or a number in [0, 1].
+
+    Parameters
+    ----------
+    signal : str or float
+        ``"strong"``, ``"realistic"`` or the share itself.
+
+    Returns
+    -------
+    float
+        ``rho``.
+
+    Raises
+    ------
+    DataError
+        For an unknown preset or a share outside [0, 1].
+    """
+    if isinstance(signal, str):
+        if signal in SIGNALS:
+            return SIGNALS[signal]
+        try:
+            signal = float(signal)
+        except ValueError:
+            raise DataError(
+                f"demo: unknown signal {signal!r}; choose {', '.join(SIGNALS)} or a share in [0, 1]"
+            ) from None
+    share = float(signal)
+    if not 0.0 <= share <= 1.0:
+        raise DataError(f"demo: the audio share must be between 0 and 1, got {share}")
+    return share
+
+
+def signal_scales(share: float) -> tuple[float, float]:
+    """Scales ``(a, b)`` of taste and social noise for audio share ``rho``.
+
+    ``a² / (a² + b²) = rho`` and ``a² + b² =`` :data:`LEVEL_VARIANCE`; the ``strong`` share gives
+    exactly ``(1.0, 0.8)``.
+
+    Parameters
+    ----------
+    share : float
+        ``rho`` in [0, 1].
+
+    Returns
+    -------
+    tuple[float, float]
+        ``(a, b)``.
+    """
+    return float(np.sqrt(share * LEVEL_VARIANCE)), float(np.sqrt((1.0 - share) * LEVEL_VARIANCE))
+
+
 # --- names and ids -----------------------------------------------------------------------------
 
 
@@ -331,7 +418,7 @@ def _chart_start(weeks: int) -> date:
 
 
 def _build_tracks(
-    songs: int, weeks: int, seed: int
+    songs: int, weeks: int, seed: int, popularity_seed: int
 ) -> tuple[list[SongAttributes], list[SongAttributes], list[_Track]]:
     start = _chart_start(weeks)
     n_artists = max(3, (2 * songs) // 5)
@@ -340,7 +427,7 @@ def _build_tracks(
     used_keys: set[str] = set()
     for i in range(songs):
         attrs.append(_draw_attributes(np.random.default_rng([seed, _ATTRS, i])))
-        phantom.append(_draw_attributes(np.random.default_rng([seed, _PHANTOM, i])))
+        phantom.append(_draw_attributes(np.random.default_rng([popularity_seed, _PHANTOM, i])))
         name_rng = np.random.default_rng([seed, _NAMES, i])
         artist = artists[int(name_rng.integers(0, n_artists))]
         title = _title(name_rng, i, artists)
@@ -349,7 +436,7 @@ def _build_tracks(
         sid = song_id_of(artist, title)
         used_keys.add(sid)
         seasonal = i % 33 == 5
-        shape_rng = np.random.default_rng([seed, _SHAPE, i])
+        shape_rng = np.random.default_rng([popularity_seed, _SHAPE, i])
         if seasonal:
             release_week = -int(shape_rng.integers(52 * 5, 52 * 40))
         elif i == 0:
@@ -425,8 +512,9 @@ def _render_audio(
 
 
 def _parameters(
-    songs: int, regions: int, seed: int, null: bool, weeks: int, top_n: int
+    songs: int, regions: int, seed: int, null: bool, weeks: int, top_n: int, share: float
 ) -> dict[str, object]:
+    named = [name for name, value in SIGNALS.items() if value == share]
     return {
         "format": DEMO_FORMAT,
         "songs": songs,
@@ -435,6 +523,8 @@ def _parameters(
         "null": null,
         "weeks": weeks,
         "top_n": top_n,
+        "signal": named[0] if named else "custom",
+        "audio_share": share,
     }
 
 
@@ -471,6 +561,8 @@ def make_demo(
     seed: int = 0,
     null: bool = False,
     *,
+    signal: str | float = "realistic",
+    popularity_seed: int | None = None,
     weeks: int = DEFAULT_WEEKS,
     top_n: int = DEFAULT_TOP_N,
     audio: bool = True,
@@ -496,7 +588,17 @@ def make_demo(
     seed : int
         Random seed.
     null : bool
-        Make popularity independent of the audio (a negative control).
+        Make popularity independent of everything audible (a negative control): taste of
+        phantom attributes, version offsets on random tracks.
+    signal : str or float
+        Strength of the audio signal: a preset of :data:`SIGNALS` (``strong``, the original
+        demo; ``realistic``) or the audio share ``rho`` in [0, 1] (see the module docstring).
+    popularity_seed : int, optional
+        Seed of everything about popularity that is not audible (social noise, release weeks
+        and curve shapes, weekly noise, the null's phantom attributes and offset permutation);
+        default ``seed``. Other values give new popularity draws for the same songs, titles,
+        track ids and audio bytes (clips are reused), e.g. for many negative-control runs
+        without rendering and extracting audio again.
     weeks : int
         Number of weekly charts per region.
     top_n : int
@@ -532,6 +634,10 @@ def make_demo(
         raise DataError(f"demo: top_n must be at least 1, got {top_n}")
     if seed < 0:
         raise DataError(f"demo: seed must be non-negative, got {seed}")
+    share = audio_share(signal)
+    popularity_seed = seed if popularity_seed is None else int(popularity_seed)
+    if popularity_seed < 0:
+        raise DataError(f"demo: popularity_seed must be non-negative, got {popularity_seed}")
     say = progress or (lambda message: print(message, file=sys.stderr))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -539,7 +645,8 @@ def make_demo(
     layout = DataLayout(out_dir)
     raw = layout.raw_dir
     marker = raw / _DEMO_FILE
-    params = _parameters(songs, regions, seed, null, weeks, top_n)
+    params = _parameters(songs, regions, seed, null, weeks, top_n, share)
+    params["popularity_seed"] = popularity_seed
     params["audio"] = audio
     if marker.is_file() and layout.ground_truth.exists():
         try:
@@ -553,7 +660,7 @@ def make_demo(
     if layout.streams.exists():
         say(f"warning: {out_dir} holds tables of an earlier ingest; re-ingest into a fresh folder")
 
-    attrs, phantom, tracks = _build_tracks(songs, weeks, seed)
+    attrs, phantom, tracks = _build_tracks(songs, weeks, seed, popularity_seed)
     profiles = REGIONS[:regions]
     start = _chart_start(weeks)
     christmas_index = max(weeks - 3, 0)
@@ -581,17 +688,22 @@ def make_demo(
     # --- levels and charts ---
     week_index = np.arange(weeks)
     shape_sum = _mean_shape_sum()
+    taste_scale, social_scale = signal_scales(share)
+    offsets = np.array([VERSION_OFFSET[t.version] for t in tracks])
+    if null:  # offsets go to random tracks, not to the versions that sound different
+        offsets = np.random.default_rng([popularity_seed, _NULL_OFFSETS]).permutation(offsets)
     truth_rows = []
     chart_files: set[Path] = set()
     for r, profile in enumerate(profiles):
         song_taste = taste(profile, phantom if null else attrs)
         social = np.array(
             [
-                SOCIAL_SD
+                social_scale
                 * (
-                    SOCIAL_CORRELATION * np.random.default_rng([seed, _SOCIAL, i]).standard_normal()
+                    SOCIAL_CORRELATION
+                    * np.random.default_rng([popularity_seed, _SOCIAL, i]).standard_normal()
                     + np.sqrt(1.0 - SOCIAL_CORRELATION**2)
-                    * np.random.default_rng([seed, _SOCIAL, i, r + 1]).standard_normal()
+                    * np.random.default_rng([popularity_seed, _SOCIAL, i, r + 1]).standard_normal()
                 )
                 for i in range(songs)
             ]
@@ -600,9 +712,9 @@ def make_demo(
         appeal = np.zeros(len(tracks))
         level = np.zeros(len(tracks))
         for j, t in enumerate(tracks):
-            base = np.log(profile.market) + VERSION_OFFSET[t.version]
+            base = np.log(profile.market) + offsets[j]
             base += SEASONAL_BOOST if t.seasonal else 0.0
-            base += song_taste[t.song_index]
+            base += taste_scale * song_taste[t.song_index]
             level[j] = base + social[t.song_index]
             if t.seasonal:
                 rel = _seasonal_shape(week_index, christmas_index)
@@ -611,7 +723,7 @@ def make_demo(
                 rel = _shape(*t.shape, week_index - t.release_week)
                 expected = np.exp(base) * shape_sum
             appeal[j] = np.log1p(expected)
-            noise = np.random.default_rng([seed, _WEEKLY, r, j]).standard_normal(weeks)
+            noise = np.random.default_rng([popularity_seed, _WEEKLY, r, j]).standard_normal(weeks)
             streams[j] = np.exp(level[j] + WEEKLY_NOISE_SD * noise) * rel
         streams = np.rint(streams)
         on_chart = np.zeros_like(streams, dtype=bool)
@@ -675,4 +787,13 @@ def make_demo(
     return out_dir
 
 
-__all__ = ["APPEAL_HORIZON", "REGIONS", "RegionProfile", "make_demo", "taste"]
+__all__ = [
+    "APPEAL_HORIZON",
+    "REGIONS",
+    "SIGNALS",
+    "RegionProfile",
+    "audio_share",
+    "make_demo",
+    "signal_scales",
+    "taste",
+]

@@ -2,7 +2,7 @@
 
 Reads bottom-up: the region-joint head, the config, then the model. Pure torch, no I/O.
 Targets are standardised by the caller; the model predicts ``K`` standardised columns
-(``log1p_sum``, ``log1p_debut``).
+(``log1p_charted_sum``, ``log1p_debut``).
 """
 
 from __future__ import annotations

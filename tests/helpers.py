@@ -37,7 +37,7 @@ def synthetic_data(
     """A small in-memory dataset where the target is a known function of one feature.
 
     Each song has one or two versions (tracks with near-identical features); each track charts
-    in a random non-empty subset of regions. ``log1p_sum = 8 + region offset + 1.5 * f0 + noise``
+    in a random non-empty subset of regions. ``log1p_charted_sum = 8 + region offset + 1.5 * f0 + noise``
     when ``signal`` (else the feature term is left out); ``log1p_debut`` follows it with extra
     noise. The tabular feature set is called ``synthetic``; the ground truth holds the
     noise-free appeal.
@@ -63,7 +63,7 @@ def synthetic_data(
                         "song_id": song,
                         "region": region,
                         "debut_date": debut + np.timedelta64(7 * v, "D"),
-                        "log1p_sum": value,
+                        "log1p_charted_sum": value,
                         "log1p_debut": 0.8 * value + 0.3 * noise * rng.normal(),
                     }
                 )
@@ -143,6 +143,7 @@ def write_synthetic_tables(
                 "event_timestamp": debut + horizon * pd.Timedelta(step),
                 "curve": list(curve),
                 "sum": curve.sum(axis=1),
+                "sum_floor": curve.sum(axis=1),
                 "debut": curve[:, 0],
                 "peak": curve.max(axis=1),
                 "peak_rank": ranks.min(axis=1).astype(np.int64),
@@ -154,6 +155,8 @@ def write_synthetic_tables(
             frame[name] = rng.normal(size=n)
         frame["left_censored"] = False
         frame["complete_horizon"] = True
+        frame["reentry"] = False
+        frame["charted"] = True
         parts.append(frame[POPULARITY_COLUMNS])
     layout.popularity.write(pd.concat(parts, ignore_index=True))
     return ids

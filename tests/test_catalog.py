@@ -155,3 +155,28 @@ def test_mapping_without_track_id_column(tmp_path: Path) -> None:
 def test_missing_audio_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="audio folder not found"):
         ingest_audio(tmp_path / "nope", tmp_path / "data")
+
+
+@pytest.mark.parametrize(
+    ("artist", "title", "known", "expected"),
+    [
+        ("Post Malone, Swae Lee", "Sunflower (with Swae Lee)", set(), ["post malone", "swae lee"]),
+        ("Kygo", "Remember (feat. Eminem & 50 Cent)", set(), ["kygo", "eminem", "50 cent"]),
+        ("Future", "Life Is Good (feat. Drake)", set(), ["future", "drake"]),
+        ("Drake", "Toosie Slide", set(), ["drake"]),
+        ("Simon & Garfunkel", "The Boxer", set(), ["simon and garfunkel"]),  # one act
+        ("Macklemore", "Can't Hold Us - feat. Ray Dalton", set(), ["macklemore", "ray dalton"]),
+        ("Startender", "X (feat. Offset and Tyga)", set(), ["startender", "offset", "tyga"]),
+        (
+            "Ivy",
+            "Y (feat. Henrique & Juliano)",
+            {"henrique and juliano"},
+            ["ivy", "henrique and juliano"],
+        ),
+        ("Beyoncé", "Halo - Live", set(), ["beyonce"]),
+    ],
+)
+def test_credited_artists(artist: str, title: str, known: set[str], expected: list[str]) -> None:
+    from musicpop.features.catalog import credited_artists
+
+    assert credited_artists(artist, title, known) == expected

@@ -1,4 +1,6 @@
-"""The demo dataset generator and its synthesiser, on a tiny demo (8 songs, 2 regions, 12 weeks)."""
+"""The demo dataset generator and its synthesiser, on a tiny demo (8 songs, 2 regions, 12 weeks),
+and, without audio, on larger demos: the null's independence from everything audible, the signal
+strength presets, and the temporal split on the demo's targets."""
 
 from __future__ import annotations
 
@@ -11,8 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from scipy import stats
 
-from musicpop.features.demo import REGIONS, make_demo
+from musicpop.features.demo import (
+    LEVEL_VARIANCE,
+    REGIONS,
+    SIGNALS,
+    audio_share,
+    make_demo,
+    signal_scales,
+)
 from musicpop.features.errors import DataError
 from musicpop.features.identifiers import TRACK_ID_RE
 from musicpop.features.synth import SAMPLE_RATE, VARIANTS, SongAttributes, encode_mp3, render_clip
@@ -285,3 +295,212 @@ def test_audio_and_catalog_ingest_with_the_mapping(tiny_demo: Path, truth: pd.Da
 
     derived = [song_id(a, t) for a, t in zip(expected["artist"], expected["title"], strict=True)]
     assert derived == expected["song_id"].tolist()
+
+
+# --- signal strength -------------------------------------------------------------------------
+
+
+def test_signal_presets_and_scales() -> None:
+    assert signal_scales(audio_share("strong")) == (1.0, 0.8)  # exactly the original demo
+    assert audio_share("strong") == pytest.approx(1 / 1.64)
+    assert 0.0 < audio_share("realistic") < audio_share("strong")
+    assert audio_share(0.25) == audio_share("0.25") == 0.25
+    for share in (0.0, 0.06, 0.5, 1.0):
+        a, b = signal_scales(share)
+        assert a**2 + b**2 == pytest.approx(LEVEL_VARIANCE)
+        assert a**2 / LEVEL_VARIANCE == pytest.approx(share)
+    with pytest.raises(DataError, match="unknown signal"):
+        audio_share("huge")
+    with pytest.raises(DataError, match="between 0 and 1"):
+        audio_share(1.5)
+
+
+@pytest.mark.slow
+def test_signal_and_popularity_seed_change_popularity_only(tiny_demo: Path, tmp_path: Path) -> None:
+    """The audio is the same bytes at every strength and popularity seed (rendered afresh here);
+    charts and truth differ."""
+    real = make_demo(
+        tmp_path / "r", signal="realistic", popularity_seed=7, progress=lambda _: None, **TINY
+    )
+    ours, theirs = _digests(tiny_demo), _digests(real)
+    audio = {n for n in ours if n.startswith("raw/audio/") and n.endswith(".mp3")}
+    assert len(audio) >= TINY["songs"] and all(ours[n] == theirs[n] for n in audio)
+    assert ours["ground_truth.parquet"] != theirs["ground_truth.parquet"]
+    params = json.loads((real / "raw" / "demo.json").read_text())
+    assert params["signal"] == "realistic" and params["audio_share"] == SIGNALS["realistic"]
+    assert params["popularity_seed"] == 7
+
+
+def test_popularity_seed_keeps_songs_ids_and_attributes(tmp_path: Path) -> None:
+    quiet = {"progress": lambda _: None, "audio": False}
+    small = {"songs": 40, "regions": 2, "weeks": 20, "seed": 5}
+    base = pd.read_parquet(make_demo(tmp_path / "a", **quiet, **small) / "ground_truth.parquet")
+    other = make_demo(tmp_path / "b", popularity_seed=6, **quiet, **small)
+    again = pd.read_parquet(other / "ground_truth.parquet")
+    kept = ["song_id", "track_id", "region", "version", "artist", *ATTRIBUTES]
+    pd.testing.assert_frame_equal(base[kept], again[kept])
+    for column in ("social", "level", "release_date"):
+        assert (base[column] != again[column]).mean() > 0.5
+    assert not _chart_rows(tmp_path / "a").equals(_chart_rows(other))
+    with pytest.raises(DataError, match="popularity_seed"):
+        make_demo(tmp_path / "c", popularity_seed=-1, **quiet, **small)
+
+
+def test_realistic_is_the_default_and_the_share_is_what_the_truth_shows(tmp_path: Path) -> None:
+    quiet = {"progress": lambda _: None, "audio": False}
+    small = {"songs": 30, "regions": 2, "weeks": 10, "seed": 5}
+    realistic = _digests(make_demo(tmp_path / "r", signal="realistic", **quiet, **small))
+    assert _digests(make_demo(tmp_path / "d", **quiet, **small)) == realistic
+    # the strong preset is the original planted signal, named or as its share
+    default = _digests(make_demo(tmp_path / "s", signal="strong", **quiet, **small))
+    for signal in (1.0 / 1.64,):
+        assert _digests(make_demo(tmp_path / str(signal), signal=signal, **quiet, **small)) == {
+            **default,
+            "raw/demo.json": _digests(tmp_path / str(signal))["raw/demo.json"],
+        }
+    # the taste's share of the song-level level, on 400 songs of one region, is the audio share
+    for share in (0.1, 0.6):
+        out = make_demo(
+            tmp_path / f"v{share}", songs=400, regions=1, weeks=4, signal=share, **quiet
+        )
+        truth = pd.read_parquet(out / "ground_truth.parquet").drop_duplicates("song_id")
+        a, _ = signal_scales(share)
+        explained = np.var(a * truth["taste"]) / np.var(a * truth["taste"] + truth["social"])
+        assert explained == pytest.approx(share, abs=0.07)
+
+
+# --- the null ----------------------------------------------------------------------------------
+
+ATTRIBUTES = ["tempo", "mode", "key", "brightness", "density", "loudness", "timbre"]
+LARGE = {"songs": 400, "regions": 3, "top_n": 100, "audio": False, "progress": lambda _: None}
+
+
+def _charted_rows(out: Path, horizon: int = 8) -> pd.DataFrame:
+    """Complete (track, region) rows of the demo's charts, through the real ingestion, with the
+    ground truth and ``y``: region-demeaned log1p charted sum."""
+    from musicpop.features.charts import ingest_charts
+    from musicpop.features.targets import compute_targets
+
+    ingest_charts([out / "raw" / "charts"], out / "ingested", progress=False)
+    pop = compute_targets(pd.read_parquet(out / "ingested" / "streams.parquet"), horizon=horizon)
+    pop = pop[pop["complete_horizon"]]
+    rows = pop.merge(pd.read_parquet(out / "ground_truth.parquet"), on=["track_id", "region"])
+    y = np.log1p(rows["sum"])
+    rows["y"] = y - y.groupby(rows["region"]).transform("mean")
+    return rows
+
+
+def _version_contrast_p(rows: pd.DataFrame, value: str, kind: str) -> float:
+    """p-value of a one-sample t-test over songs of ``value`` (version minus original, averaged
+    over the regions where both have rows): under independence the mean is 0."""
+    wide = rows.pivot_table(index=["song_id", "region"], columns="version", values=value)
+    if kind not in wide:
+        return float("nan")
+    diff = (wide[kind] - wide["original"]).dropna().groupby(level="song_id").mean()
+    assert len(diff) >= 10  # enough songs for the test to have power
+    if diff.std() < 1e-9:  # identical differences (a bare offset): no noise to test against
+        return 0.0 if abs(diff.mean()) > 1e-9 else 1.0
+    return float(stats.ttest_1samp(diff, 0.0).pvalue)
+
+
+def _attribute_p(rows: pd.DataFrame, value: str) -> dict[str, float]:
+    """Spearman p-values of each hidden attribute against the song-level mean of ``value``
+    (songs are independent draws, so the p-values are valid under independence)."""
+    songs = rows.groupby("song_id").agg({value: "mean", **{a: "first" for a in ATTRIBUTES}})
+    return {a: float(stats.spearmanr(songs[a], songs[value]).pvalue) for a in ATTRIBUTES}
+
+
+def _out_of_fold_association(rows: pd.DataFrame) -> tuple[float, float]:
+    """Within-region Spearman and R^2 of a song-grouped 5-fold linear predictor from every
+    hidden attribute (and tempo^2), the version kind and the region."""
+    from musicpop.benchmark.metrics import METRICS
+    from musicpop.benchmark.splits import SongGroupKFold
+
+    x = rows[ATTRIBUTES].astype(float)
+    x["tempo2"] = (x["tempo"] - x["tempo"].mean()) ** 2
+    x = pd.concat(
+        [x, pd.get_dummies(rows[["version", "region"]], drop_first=True, dtype=float)], axis=1
+    )
+    design = np.column_stack([np.ones(len(x)), ((x - x.mean()) / x.std()).fillna(0.0)])
+    y = rows["y"].to_numpy()
+    pred = np.zeros(len(rows))
+    folds = SongGroupKFold(5, seed=0).song_folds(rows["song_id"])
+    for k in range(5):
+        beta = np.linalg.lstsq(design[folds != k], y[folds != k], rcond=None)[0]
+        pred[folds == k] = design[folds == k] @ beta
+    region = rows["region"].to_numpy()
+    return (
+        METRICS["spearman_region"](y, pred, region, folds),
+        METRICS["r2_region"](y, pred, region, folds),
+    )
+
+
+@pytest.mark.slow
+def test_null_demo_is_independent_of_everything_audible(tmp_path: Path) -> None:
+    """Region-demeaned popularity (ground-truth level, and the charted sum after ingestion) has no
+    more than chance association with any hidden attribute or version kind, nor with an
+    out-of-fold predictor from all of them. The same tests detect the version offsets of the
+    non-null demo at zero audio share and the taste of the strong demo."""
+    null = make_demo(tmp_path / "null", null=True, seed=1, **LARGE)
+    offsets_only = make_demo(tmp_path / "offsets", signal=0.0, seed=1, **LARGE)
+    strong = make_demo(tmp_path / "strong", signal="strong", seed=1, **LARGE)
+    alpha = 0.001
+
+    for out, independent in ((null, True), (offsets_only, False)):
+        truth = pd.read_parquet(out / "ground_truth.parquet")
+        truth["y"] = truth["level"] - truth.groupby("region")["level"].transform("mean")
+        rows = _charted_rows(out)
+        for frame in (truth, rows):
+            for kind in ("live", "remastered"):
+                p = _version_contrast_p(frame, "y", kind)
+                assert (p > alpha) if independent else (p < 1e-6), (out.name, kind, p)
+        if independent:
+            for frame in (truth, rows):
+                assert min(_attribute_p(frame, "y").values()) > alpha / len(ATTRIBUTES)
+            spearman, r2 = _out_of_fold_association(rows)
+            assert abs(spearman) < 0.15 and r2 < 0.01, (spearman, r2)
+    # the audio itself is the same in all three: only its link to popularity differs
+    a, b = (pd.read_parquet(d / "ground_truth.parquet") for d in (null, strong))
+    assert (a[ATTRIBUTES].to_numpy() == b[ATTRIBUTES].to_numpy()).all()
+    spearman, r2 = _out_of_fold_association(_charted_rows(strong))
+    assert spearman > 0.3 and r2 > 0.1
+    assert min(_attribute_p(_charted_rows(strong), "y").values()) < 1e-6
+
+
+# --- temporal split ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_temporal_split_runs_on_the_demo_with_a_short_horizon(tmp_path: Path) -> None:
+    """On the 52-week demo, complete 26-week windows debut in weeks 0-26, so no training row's
+    targets are known before the first test debut; an 8-week horizon leaves a training set."""
+    from musicpop.benchmark.splits import temporal_split
+    from musicpop.features.charts import ingest_charts
+    from musicpop.features.targets import compute_targets
+
+    out = make_demo(tmp_path / "demo", audio=False, progress=lambda _: None)
+    ingest_charts([out / "raw" / "charts"], out / "ingested", progress=False)
+    streams = pd.read_parquet(out / "ingested" / "streams.parquet")
+    truth = pd.read_parquet(out / "ground_truth.parquet").drop_duplicates("track_id")
+    song_of = truth.set_index("track_id")["song_id"]
+    catalog = truth[["track_id", "release_date"]]
+
+    def kept(horizon: int) -> pd.DataFrame:
+        pop = compute_targets(streams, horizon=horizon, catalog=catalog)
+        rows = pop[pop["complete_horizon"] & ~pop["left_censored"] & ~pop["reentry"]]
+        return rows.reset_index(drop=True)
+
+    long = kept(26)
+    with pytest.raises(DataError, match="no training row"):
+        temporal_split(
+            long["track_id"].map(song_of), long["debut_date"], 0.2, long["event_timestamp"]
+        )
+    rows = kept(8)
+    songs = rows["track_id"].map(song_of)
+    fold = temporal_split(songs, rows["debut_date"], 0.2, rows["event_timestamp"])
+    assert not set(songs[fold.train]) & set(songs[fold.test])
+    assert len(fold.train) > 0.5 * len(rows) and len(fold.test) > 0.1 * len(rows)
+    first_test = rows["debut_date"].iloc[fold.test].min()
+    known = rows["event_timestamp"].iloc[fold.train].dt.tz_localize(None)
+    assert (known <= first_test).all()
+    assert (rows["debut_date"].iloc[fold.train] < first_test).all()

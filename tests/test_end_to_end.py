@@ -69,7 +69,9 @@ def test_every_model_of_both_suites_is_in_the_summary_with_intervals(
     summary = pd.read_csv(work / "results" / "demo" / "summary.csv")
     models = set(summary["model"])
     assert {"global_mean", "region_mean", "lightgbm[essentia]", "oracle", "mp2", "mp3"} <= models
-    headline = summary[(summary["metric"] == "spearman") & (summary["target"] == "log1p_sum")]
+    headline = summary[
+        (summary["metric"] == "spearman") & (summary["target"] == "log1p_charted_sum")
+    ]
     scored = headline.dropna(subset=["value"])
     assert {"lightgbm[essentia]", "mp2", "mp3"} <= set(scored["model"])
     assert (scored["ci_low"] <= scored["value"]).all() and (
@@ -151,7 +153,7 @@ def test_report_renders_in_headless_chromium_with_table_and_plots(
         text=True,
         timeout=120,
     ).stdout
-    assert dom.count('<table class="results"') >= 2  # log1p_sum and log1p_debut at least
+    assert dom.count('<table class="results"') >= 2  # log1p_charted_sum and log1p_debut at least
     assert "lightgbm" in dom and "mp2" in dom
     assert dom.count('src="data:image/png;base64,') >= 3
     shot = tmp_path / "report.png"

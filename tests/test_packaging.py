@@ -48,7 +48,7 @@ n_folds = 3
 n_trials = 2
 bootstrap = 200
 
-[model_params.lightgbm]
+[models.lightgbm]
 max_estimators = 60
 min_child_samples = 3     # a tiny demo: the default 20 rows per leaf would allow no split
 """
@@ -320,9 +320,11 @@ def test_demo_then_run_from_a_folder_outside_the_repository(
     assert (data_dir / "feast" / "registry.db").is_file()
     # outputs land under the folder the command ran from
     summary = pd.read_csv(project / "results" / "tiny" / "summary.csv")
-    assert {"global_mean", "region_mean", "lightgbm"} == set(summary["model"])
-    headline = summary[(summary["metric"] == "spearman") & (summary["target"] == "log1p_sum")]
-    spearman = headline.set_index("model").loc["lightgbm", "value"]
+    assert {"global_mean", "region_mean", "lightgbm[essentia]"} == set(summary["model"])
+    headline = summary[
+        (summary["metric"] == "spearman") & (summary["target"] == "log1p_charted_sum")
+    ]
+    spearman = headline.set_index("model").loc["lightgbm[essentia]", "value"]
     assert -1.0 <= spearman <= 1.0  # a number (NaN fails): the tuned model was trained and scored
     assert (project / "results" / "tiny" / "report.html").is_file()
     # nothing written into the installed package

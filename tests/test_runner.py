@@ -12,6 +12,7 @@ from sklearn.base import clone
 
 from musicpop.benchmark.config import BenchmarkConfig, load_config
 from musicpop.benchmark.data import BenchmarkData, load_benchmark_data
+from musicpop.benchmark.metrics import METRICS
 from musicpop.benchmark.registry import MODELS, SUITES, ModelRun, resolve_suite
 from musicpop.benchmark.report import terminal_table
 from musicpop.benchmark.results import Results
@@ -52,14 +53,16 @@ def signal_run(
 
 def test_lightgbm_beats_region_mean_on_planted_signal(signal_run: Results) -> None:
     r = signal_run
-    assert r.value(LIGHTGBM, "log1p_sum", "spearman") > r.value(
-        "region_mean", "log1p_sum", "spearman"
+    assert r.value(LIGHTGBM, "log1p_charted_sum", "spearman") > r.value(
+        "region_mean", "log1p_charted_sum", "spearman"
     )
-    assert r.value(LIGHTGBM, "log1p_sum", "spearman", "baseline_diff_ci_low") > 0
-    assert r.value(LIGHTGBM, "log1p_sum", "rmse", "baseline_diff_ci_high") < 0
+    assert r.value(LIGHTGBM, "log1p_charted_sum", "spearman", "baseline_diff_ci_low") > 0
+    assert r.value(LIGHTGBM, "log1p_charted_sum", "rmse", "baseline_diff_ci_high") < 0
     assert r.best_classical == LIGHTGBM
     # the oracle knows the noise-free appeal: nothing classical beats it
-    assert r.value("oracle", "log1p_sum", "rmse") < r.value(LIGHTGBM, "log1p_sum", "rmse")
+    assert r.value("oracle", "log1p_charted_sum", "rmse") < r.value(
+        LIGHTGBM, "log1p_charted_sum", "rmse"
+    )
     assert r.models[LIGHTGBM].tuned and not r.models["region_mean"].tuned
 
 
@@ -76,8 +79,8 @@ def test_lightgbm_does_not_beat_region_mean_on_noise(tmp_path: Path, tracking_ur
         inner_folds=2,
     )
     r = run_suite(config, data)
-    assert r.value(LIGHTGBM, "log1p_sum", "spearman", "baseline_diff_ci_low") <= 0
-    assert r.value(LIGHTGBM, "log1p_sum", "rmse", "baseline_diff_ci_high") >= 0
+    assert r.value(LIGHTGBM, "log1p_charted_sum", "spearman", "baseline_diff_ci_low") <= 0
+    assert r.value(LIGHTGBM, "log1p_charted_sum", "rmse", "baseline_diff_ci_high") >= 0
     # the studies live in the RDB storage: one per outer fold plus the final model's
     studies = optuna.get_all_study_names(storage)
     assert len(studies) == 4 and all(r.run_id in name for name in studies)
@@ -110,10 +113,11 @@ def test_report_files(signal_run: Results) -> None:
     assert {"model", "kind", "target", "metric", "value", "ci_low", "ci_high", "diff"} <= set(
         summary.columns
     )
-    assert len(summary) == 4 * 2 * 6  # models x targets x metrics
+    scalar_metrics = [m for m in METRICS.values() if not m.curve]
+    assert len(summary) == 4 * 2 * len(scalar_metrics)  # models x targets x metrics
     md = (out / "summary.md").read_text()
     assert "git commit" in md and "song-grouped 3-fold" in md and LIGHTGBM in md
-    assert (out / "pred_vs_true_log1p_sum.png").stat().st_size > 1000
+    assert (out / "pred_vs_true_log1p_charted_sum.png").stat().st_size > 1000
     assert (out / "region_spearman_log1p_debut.png").is_file()
     assert (out / f"feature_importance_lightgbm_{SYNTHETIC_SET}.png").is_file()
     assert "<table" in (out / "report.html").read_text()
@@ -226,7 +230,7 @@ def test_inputs_come_through_the_feast_service(tmp_path: Path, tracking_uri: str
     assert X.iloc[5]["lowlevel.descriptor_1.mean"] == pytest.approx(
         essentia.loc[row.track_id, "lowlevel.descriptor_1.mean"]
     )
-    assert row["log1p_sum"] == pytest.approx(
+    assert row["log1p_charted_sum"] == pytest.approx(
         np.log1p(weekly.loc[(row.track_id, row.region), "sum"])
     )
     assert row["song_id"] == f"song{ids.index(row.track_id) // 2}"
@@ -237,3 +241,48 @@ def test_inputs_come_through_the_feast_service(tmp_path: Path, tracking_uri: str
     clips = data.X(runs[1])["clips"]
     assert clips.map(len).eq(1).all() and clips.iloc[0][0].shape == (8, 10)
     assert data.ground_truth is None and len(data.fingerprint) == 64
+
+
+def test_two_part_targets(tmp_path: Path, tracking_uri: str) -> None:
+    """P(charts) on every row; size given charting on the charted rows only."""
+    from musicpop.features import store
+    from musicpop.features.layout import DataLayout
+
+    data_dir = tmp_path / "data"
+    ids = write_synthetic_tables(data_dir, tracks=40, regions=2, features=4, clips=1, seed=2)
+    write_catalog(data_dir, ids)
+    layout = DataLayout(data_dir)
+    pop = layout.popularity.read()
+    uncharted = (pop["track_id"].isin(ids[::3])) & (pop["region"] == "gb")
+    pop["charted"] = ~uncharted
+    pop.loc[uncharted, "sum"] = 0.0
+    pop["sum_floor"] = pop["sum"]
+    pop["reentry"] = False
+    layout.popularity.write(pop)
+    store.apply(data_dir)
+    config = small_config(
+        tmp_path,
+        tracking_uri,
+        data_dir=data_dir,
+        dataset="two-part",
+        features=None,
+        suite="region_mean,lightgbm",
+        two_part=True,
+        n_trials=1,
+        bootstrap=50,
+        models={"lightgbm": {"max_estimators": 50, "min_child_samples": 3}},
+    )
+    assert config.targets == ["log1p_charted_sum", "log1p_debut", "charted"]
+    data = load_benchmark_data(config, config.model_runs())
+    weekly = pop[pop["period"] == "weekly"]
+    assert len(data.frame) == len(weekly) and data.frame["charted"].sum() == (~uncharted).sum() / 2
+    assert data.frame.loc[data.frame["charted"] == 0, "log1p_charted_sum"].isna().all()
+    results = run_suite(config, data)
+    rows = results.metrics.set_index(["model", "target", "metric"])
+    n_charted = int(data.frame["charted"].sum())
+    assert rows.loc[("region_mean", "log1p_charted_sum", "rmse"), "n_rows"] == n_charted
+    assert rows.loc[("region_mean", "charted", "rmse"), "n_rows"] == len(data.frame)
+    # P(charts) per region: every us row charted; a third of the gb tracks did not
+    region_p = results.predictions["region_mean"]["charted"]
+    us = (data.frame["region"] == "us").to_numpy()
+    assert (region_p[us] == 1.0).all() and region_p[~us].between(0.4, 0.9).all()

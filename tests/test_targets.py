@@ -100,7 +100,10 @@ def test_null_policies(policy: str, a_curve: list[float], d_curve: list[float]) 
     a, d = _row(table, "A"), _row(table, "D")
     np.testing.assert_array_equal(a["curve"], a_curve)
     np.testing.assert_array_equal(d["curve"], d_curve)
-    assert a["sum"] == np.nansum(a_curve)
+    # the bounds do not depend on the policy: charted streams only, and + week 2's floor (90)
+    assert (a["sum"], a["sum_floor"]) == (100 + 80, 100 + 80 + 90)
+    assert (d["sum"], d["sum_floor"]) == (60 + 30, 60 + 30 + 90)
+    assert table["charted"].all() and not table["reentry"].any()
     assert a["periods_on_chart"] == 2 and d["periods_on_chart"] == 2  # policy-independent
     # B's third week (week 3) has no chart file: unknown under every policy
     b = _row(table, "B")
@@ -109,7 +112,7 @@ def test_null_policies(policy: str, a_curve: list[float], d_curve: list[float]) 
 
 
 def test_debut_censoring_and_timestamps() -> None:
-    table = compute_targets(TOY, horizon=3)
+    table = compute_targets(TOY, horizon=3, burn_in_days=7)  # a burn-in of one week
     a, b, c = _row(table, "A"), _row(table, "B"), _row(table, "C")
     assert a["debut_date"] == START and a["left_censored"] and a["complete_horizon"]
     assert a["event_timestamp"] == pd.Timestamp("2020-01-24", tz="UTC")
@@ -195,7 +198,9 @@ def test_real_targets_by_hand(shared_data: Path, tmp_path: Path) -> None:
     floor = build_targets(data, horizon=6, null_policy="floor").set_index(["track_id", "region"])
     row = floor.loc[("5faSzPLmJYUOnk17yFRlIe", "se")]
     np.testing.assert_array_equal(row["curve"], [132702, 135406, 132676, 137530, 134731, 195007])
-    assert row["sum"] == 868052 and row["periods_on_chart"] == 2
+    assert row["sum_floor"] == 868052 and row["periods_on_chart"] == 2
+    assert row["sum"] == 327709  # the lower bound: charted weeks only, whatever the policy
+    assert table.loc[("5faSzPLmJYUOnk17yFRlIe", "se"), "sum_floor"] == 868052
 
     # Rammstein "DEUTSCHLAND" (1T8IRUJBga0JXioJZvxjBR), se, first 4 weeks (H = 4):
     #   2019-03-29: 56 / 336211, 04-05: 110 / 203954, 04-12: 164 / 156379, 04-19: absent
@@ -219,5 +224,147 @@ def test_real_targets_by_hand(shared_data: Path, tmp_path: Path) -> None:
     # it is on the first us chart of the data, so left-censored.
     row = table.loc[("1Qrg8KqiBpW07V7PNxwwwL", "us")]
     assert row["debut_date"] == pd.Timestamp("2022-12-30") and row["left_censored"]
+    assert not row["reentry"]
+
+    # Mariah Carey "All I Want for Christmas Is You" (0bYg9bo50gSsH3LtXe2SQn) debuts in se on
+    #   2019-11-01 (first in 2019-11-01--2019-11-08se.csv, rank 154) and in the us 2023 data
+    #   in regional-us-weekly-2023-11-02.csv (week starting 2023-10-27): four years after it
+    #   first charted anywhere in the data, a re-entry.
+    mariah = table.loc["0bYg9bo50gSsH3LtXe2SQn"]
+    assert mariah.loc["se", "debut_date"] == pd.Timestamp("2019-11-01")
+    assert mariah.loc["us", "debut_date"] == pd.Timestamp("2023-10-27")
+    assert not mariah.loc["se", "reentry"] and not mariah.loc["se", "left_censored"]
+    assert mariah.loc["us", "reentry"] and not mariah.loc["us", "left_censored"]
+    # the burn-in (28 days) flags the first four weeks of each series, no later debut
+    weeks = (table["debut_date"] - table.groupby("region")["debut_date"].transform("min")).dt.days
+    np.testing.assert_array_equal(table["left_censored"], weeks < 28)
+    meta = pq.read_metadata(data / "popularity.parquet").metadata
+    assert (meta[b"burn_in_days"], meta[b"reentry_gap_days"]) == (b"28", b"365")
     np.testing.assert_array_equal(row["curve"][:2], [15030938, 15993525])
     assert row["debut_rank"] == 1 and row["rank_debut"] == 200
+
+
+def test_burn_in_flags_debuts_in_the_first_days_of_each_series() -> None:
+    # A and D debut in week 0, B in week 1, C in week 2: inside the default 28-day burn-in
+    default = compute_targets(TOY, horizon=3).set_index("track_id")["left_censored"]
+    assert default.all()
+    week = compute_targets(TOY, horizon=3, burn_in_days=7).set_index("track_id")
+    assert week["left_censored"].to_dict() == {t.ljust(22, "0"): t in "AD" for t in "ABCD"}
+    assert not compute_targets(TOY, horizon=3, burn_in_days=0)["left_censored"].any()
+    # daily series count the burn-in in days
+    daily = TOY.assign(period="daily", chart_date=START + pd.to_timedelta(TOY.index // 2, "D"))
+    flagged = compute_targets(daily, horizon=2, burn_in_days=3)
+    assert (
+        flagged["left_censored"].tolist()
+        == (flagged["debut_date"] < START + pd.Timedelta(days=3)).tolist()
+    )
+    with pytest.raises(DataError, match="burn_in_days"):
+        compute_targets(TOY, burn_in_days=-1)
+
+
+def _weekly_series(region: str, weeks: int, extra: list[tuple[int, str]]) -> pd.DataFrame:
+    """A filler track on every chart of ``weeks`` weeks plus (week, track) entries at rank 2."""
+    rows = [(k, f"fill{region}", 1, 1000) for k in range(weeks)]
+    rows += [(k, track, 2, 500) for k, track in extra]
+    return _streams(rows, region=region)
+
+
+def test_reentries_long_after_the_first_chart_anywhere_or_the_release() -> None:
+    streams = pd.concat(
+        [
+            _weekly_series("se", 60, [(0, "R"), (0, "Q"), (10, "P"), (11, "S")]),
+            # R debuts in de 53 weeks (371 days) after se, Q 52 weeks (364 days) after
+            _weekly_series("de", 60, [(53, "R"), (52, "Q")]),
+        ],
+        ignore_index=True,
+    )
+    table = compute_targets(streams, horizon=2).set_index(["track_id", "region"])["reentry"]
+    key = lambda t, r: (t.ljust(22, "0"), r)  # noqa: E731
+    assert table[key("R", "de")] and not table[key("Q", "de")]
+    assert not table[key("R", "se")] and not table[key("P", "se")]
+    # release rule: P debuts (week 10) exactly 365 days after its release, S 364 days after
+    debut_p = START + pd.Timedelta(weeks=10)
+    catalog = pd.DataFrame(
+        {
+            "track_id": [t.ljust(22, "0") for t in "PS"],
+            "release_date": [debut_p - pd.Timedelta(days=365), debut_p - pd.Timedelta(days=357)],
+        }
+    )
+    with_release = compute_targets(streams, horizon=2, catalog=catalog)
+    flags = with_release.set_index(["track_id", "region"])["reentry"]
+    assert flags[key("P", "se")] and not flags[key("S", "se")]
+    assert flags.sum() == 2  # R in de and P in se
+    longer = compute_targets(streams, horizon=2, catalog=catalog, reentry_gap_days=400)
+    assert not longer["reentry"].any()
+
+
+def test_uncharted_rows_for_tracks_with_audio_by_hand() -> None:
+    de = _streams([(k, "F", 1, 10 + k) for k in range(6)], region="de")
+    streams = pd.concat([TOY, de], ignore_index=True)
+    pad = lambda t: t.ljust(22, "0")  # noqa: E731
+    catalog = pd.DataFrame(
+        {
+            "track_id": [pad(t) for t in "AUXW"],
+            "audio_path": ["a.mp3", "u.mp3", "x.mp3", None],
+            # U is released on a Monday inside week 2; the others' release dates are unknown
+            "release_date": [pd.NaT, START + pd.Timedelta(days=17), pd.NaT, pd.NaT],
+        }
+    )
+    plain = compute_targets(streams, horizon=3, catalog=catalog)
+    assert plain["charted"].all() and len(plain) == 5  # A B C D in se, F in de
+    for policy, u_curve in (
+        ("missing", [NAN, NAN, NAN]),
+        ("zero", [0, NAN, 0]),
+        ("floor", [90, NAN, 50]),  # week 3 has no chart; floors of weeks 2 and 4
+    ):
+        table = compute_targets(
+            streams, horizon=3, null_policy=policy, catalog=catalog, uncharted=True
+        )
+        rows = table.set_index(["track_id", "region"])
+        added = rows[~rows["charted"]]
+        assert sorted(added.index) == sorted(
+            [
+                (pad("U"), "se"),
+                (pad("X"), "se"),
+                (pad("A"), "de"),
+                (pad("U"), "de"),
+                (pad("X"), "de"),
+            ]
+        )
+        u = rows.loc[(pad("U"), "se")]
+        np.testing.assert_array_equal(u["curve"], u_curve)
+        assert u["debut_date"] == START + pd.Timedelta(weeks=2)
+        assert u["event_timestamp"] == pd.Timestamp("2020-02-07", tz="UTC")
+        assert (u["sum"], u["sum_floor"]) == (0.0, 90 + 50)
+        assert np.isnan(u["debut"]) and pd.isna(u["debut_rank"]) and u["periods_on_chart"] == 0
+        assert u["left_censored"] and not u["complete_horizon"] and not u["reentry"]
+        # X (no release, never charted) starts at the series' start; A in de at its se debut
+        assert rows.loc[(pad("X"), "se"), "debut_date"] == START
+        a_de = rows.loc[(pad("A"), "de")]
+        assert a_de["debut_date"] == START and a_de["complete_horizon"]
+        assert a_de["sum_floor"] == 10 + 11 + 12  # F's streams are de's floor
+        # the charted rows are exactly those of the plain table
+        charted = table[table["charted"]].reset_index(drop=True)
+        expected = compute_targets(streams, horizon=3, null_policy=policy, catalog=catalog)
+        pd.testing.assert_frame_equal(
+            charted.drop(columns=["curve", "peak_rank", "debut_rank"]),
+            expected.drop(columns=["curve", "peak_rank", "debut_rank"]),
+        )
+        assert charted["debut_rank"].astype(int).tolist() == expected["debut_rank"].tolist()
+    with pytest.raises(DataError, match="catalog"):
+        compute_targets(streams, uncharted=True)
+
+
+def test_build_targets_records_the_settings_and_nullable_ranks(tmp_path: Path) -> None:
+    TOY.to_parquet(tmp_path / "streams.parquet", index=False)
+    catalog = pd.DataFrame({"track_id": ["U".ljust(22, "0")], "audio_path": ["u.mp3"]})
+    build_targets(
+        tmp_path, horizon=3, catalog=catalog, uncharted=True, burn_in_days=14, reentry_gap_days=200
+    )
+    arrow = pq.read_table(tmp_path / "popularity.parquet")
+    meta = pq.read_metadata(tmp_path / "popularity.parquet").metadata
+    assert meta[b"burn_in_days"] == b"14" and meta[b"reentry_gap_days"] == b"200"
+    assert meta[b"uncharted"] == b"true"
+    assert arrow.schema.field("debut_rank").type == pa.int64()
+    assert arrow.column("debut_rank").null_count == 1 == arrow.num_rows - 4
+    assert arrow.column("charted").to_pylist().count(False) == 1

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ...features.errors import DataError
-from ...features.targets import curve_columns, curve_statistics
+from ...features.targets import CHARTED, TARGETS, curve_columns, curve_statistics
 from ..augment import AugmentConfig, augment_batch
 from ..blocks import cosine_with_warmup
 from ..mp2 import MP2, MP2Config
@@ -766,9 +766,10 @@ class MP2Estimator(SpectrogramEstimator):
         columns = [c for c in y.columns if c not in curves]
         if not columns:
             raise DataError("MP2Estimator.fit: y has no scalar target column")
-        if y[columns].isna().any().any():
-            raise DataError(f"MP2Estimator.fit: y has missing values in {columns}")
-        return columns
+        empty = [c for c in columns if y[c].isna().all()]
+        if empty:
+            raise DataError(f"MP2Estimator.fit: y has no value in {empty}")
+        return columns  # NaN values (two-part targets on uncharted rows) are masked in the loss
 
     def _build_model(self, config: MP2Config) -> nn.Module:
         return MP2(config)
@@ -783,8 +784,9 @@ class MP3Estimator(SpectrogramEstimator):
 
     Parameters are those of ``SpectrogramEstimator`` (``config`` is an ``MP3Config``) plus
     ``encoder_state_dict``: MP2's ``encoder_state_dict_``, loaded into the encoder when
-    ``config.init_from_mp2`` is on. ``predict`` also returns ``log1p_sum`` and
-    ``log1p_debut`` derived from the predicted curve by ``features.targets.curve_statistics``,
+    ``config.init_from_mp2`` is on. ``predict`` also returns the scalar targets it was fitted
+    with (``log1p_charted_sum``, ``log1p_debut``, ``log1p_floor_sum``), derived from the
+    predicted curve by ``features.targets.curve_statistics``,
     the function that builds the real targets, on the curve weighted by MP3's per-period
     on-chart probability (learned from the NaN pattern of the ``missing`` null policy), as
     off-chart periods are left out of the real targets.
@@ -815,6 +817,15 @@ class MP3Estimator(SpectrogramEstimator):
     def _resolve_config(self, config: MP3Config, y: pd.DataFrame) -> MP3Config:
         config = copy.deepcopy(config)
         config.horizon = len(self._target_columns(y))
+        curves = set(self._target_columns(y))
+        self.scalar_targets_ = [c for c in y.columns if c not in curves]
+        unknown = sorted(set(self.scalar_targets_) - set(TARGETS) - {CHARTED})
+        if unknown:
+            raise DataError(f"MP3Estimator.fit: cannot derive {unknown} from a curve")
+        if CHARTED in self.scalar_targets_ and config.presence_weight <= 0:
+            raise DataError(
+                "MP3Estimator.fit: P(charts) needs the on-chart head (presence_weight > 0)"
+            )
         return config
 
     def _target_columns(self, y: pd.DataFrame) -> list[str]:
@@ -847,17 +858,24 @@ class MP3Estimator(SpectrogramEstimator):
         frame = pd.DataFrame(curve, index=X.index, columns=self.target_columns_)
         streams = np.expm1(np.clip(curve, 0.0, None))  # (N, H)
         charted = None
+        stats = {"sum_floor": streams.sum(axis=1)}  # every period counted: the upper bound
         if self.config_.presence_weight > 0:
-            # the real targets count charted periods only (off-chart ones are NaN under the
+            # two-part: P(charts) is the on-chart probability of the window's first period,
+            # which every charted row has on the chart and no uncharted row has
+            stats[CHARTED] = 1.0 / (1.0 + np.exp(-preds[:, 0, 1]))
+            # the charted sum counts charted periods only (off-chart ones are NaN under the
             # ``missing`` policy): weight each period by its on-chart probability, so the sum
             # is the expected charted sum; the debut period is charted by definition
             p_on = 1.0 / (1.0 + np.exp(-preds[..., 1]))  # (N, H)
             p_on[:, 0] = 1.0
             streams = streams * p_on
             charted = p_on >= 0.5
-        stats = curve_statistics(streams, charted)
-        frame["log1p_sum"] = np.log1p(np.asarray(stats["sum"], dtype=np.float64))
-        frame["log1p_debut"] = np.log1p(np.asarray(stats["debut"], dtype=np.float64))
+        stats.update(curve_statistics(streams, charted))
+        for target in self.scalar_targets_:
+            if target == CHARTED:
+                frame[target] = stats[CHARTED]
+            else:
+                frame[target] = np.log1p(np.asarray(stats[TARGETS[target]], dtype=np.float64))
         return frame
 
 
