@@ -26,7 +26,7 @@ from musicpop.features.extract import SCHEDULER_ENV, extract_features
 from musicpop.features.feature_sets import get_feature_set
 from musicpop.features.layout import DataLayout
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dask]
 
 BIN = Path(sys.executable).parent
 N_CLIPS = 12

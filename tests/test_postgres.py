@@ -24,6 +24,8 @@ from servers import PostgresDatabase, PostgresServer
 from musicpop.features import store
 from musicpop.features.layout import DataLayout
 
+pytestmark = pytest.mark.postgres
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 FEAST_CONFIG = REPO / "docs" / "scale-out" / "feature_store.yaml"
@@ -138,6 +140,39 @@ def test_mlflow_on_postgres_holds_the_same_runs_and_metrics_as_sqlite(
         pd.read_csv(work / "results-pg" / "tiny" / "summary.csv"),
         pd.read_csv(work / "results-sqlite" / "tiny" / "summary.csv"),
     )
+
+
+def test_unusable_configurations_are_one_line_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str
+) -> None:
+    from helpers import synthetic_data
+
+    from musicpop.benchmark.config import load_config
+    from musicpop.benchmark.runner import run_suite
+    from musicpop.features.errors import DataError
+
+    # the PostgreSQL Feast configuration without its PG* variables
+    for key in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv(store.CONFIG_ENV, str(FEAST_CONFIG))
+    with pytest.raises(DataError, match="not a valid Feast configuration") as error:
+        store.feature_store(tmp_path)
+    assert str(FEAST_CONFIG) in str(error.value) and "\n" not in str(error.value)
+    # an Optuna storage URL no database driver knows
+    config = load_config(
+        "quick",
+        dataset="synthetic",
+        suite="lightgbm",
+        features="synthetic",
+        n_folds=2,
+        n_trials=1,
+        tracking_uri=tracking_uri,
+        optuna_storage="nosuchdb://somewhere/optuna",
+        study_name="named",
+        results_dir=tmp_path,
+    )
+    with pytest.raises(DataError, match="Optuna storage 'nosuchdb://somewhere/optuna'"):
+        run_suite(config, synthetic_data(n_songs=30, n_features=2))
 
 
 # --- Optuna: two workers, one study ------------------------------------------------------------
