@@ -118,10 +118,26 @@ def _clip_tables(data_dir: Path, paths: list[Path]) -> None:
     )
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time of this process, its finished children (a pool's) and processes ``pids``."""
+    import resource
+
+    import psutil
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def section_extract(audio: Path | None, clips: int) -> None:
     """Extraction end to end: process pool (1, 2) and a 2-process Dask LocalCluster."""
     import soundfile as sf
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
     from ...features.extract import extract_features
     from ...features.feature_sets import get_feature_set
@@ -132,17 +148,22 @@ def section_extract(audio: Path | None, clips: int) -> None:
         if audio is not None:
             paths = sorted(p for p in audio.iterdir() if p.suffix.lower() in {".mp3", ".ogg"})
         else:
+            (root / "audio").mkdir()
             paths = make_clips(root / "audio", clips)
         seconds = sum(sf.info(str(p)).duration for p in paths)
         print(f"{len(paths)} clips, {seconds / len(paths):.1f} s each on average")
         runs = [("processes", 1), ("processes", 2), ("dask", 2)]
-        with LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            host="127.0.0.1",
-        ) as cluster:
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                host="127.0.0.1",
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            dask_pids = list(client.run(os.getpid).values())
             for kind, workers in runs:
                 data_dir = root / f"{kind}-{workers}"
                 _clip_tables(data_dir, paths)
@@ -151,15 +172,16 @@ def section_extract(audio: Path | None, clips: int) -> None:
                     if kind == "dask"
                     else "processes"
                 )
+                before = _cpu_seconds(dask_pids)
                 report = extract_features(
                     data_dir, workers=workers, scheduler=scheduler, progress=False
                 )
+                cpu = (_cpu_seconds(dask_pids) - before) / len(paths)
                 assert report.failed == 0, report.errors
-                per_clip = report.seconds * workers / len(paths)
                 print(
-                    f"{kind:<9} {workers} worker(s): {len(paths) / report.seconds:5.2f} clips/s, "
-                    f"{per_clip:5.2f} core-s per clip, {3600 / per_clip:6.0f} clips per core-hour "
-                    f"(wall {report.seconds:.1f} s, {_load()})"
+                    f"{kind:<9} {workers} worker(s): {len(paths) / report.seconds:5.2f} clips/s "
+                    f"(wall {report.seconds:5.1f} s); CPU {cpu:5.2f} s per clip, "
+                    f"{3600 / cpu:5.0f} clips per core-hour ({_load()})"
                 )
         layout = DataLayout(root / "processes-1")
         for name in ("essentia", "mel"):
