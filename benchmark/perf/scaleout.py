@@ -304,7 +304,7 @@ def _postgres_feast_config() -> Path:
 def synthetic_benchmark(rows: int, features: int, seed: int):
     """An in-memory dataset: songs of 1-2 versions charting in some of 12 regions.
 
-    ``log1p_sum`` depends on 5 of the ``features`` columns and the region, with noise, so that
+    ``log1p_charted_sum`` depends on 5 of the ``features`` columns and the region, with noise, so that
     LightGBM grows real trees.
     """
     from ...features.feature_sets import TABULAR
@@ -324,7 +324,7 @@ def synthetic_benchmark(rows: int, features: int, seed: int):
             "track_id": [f"t{s}v{i % 2}" for i, s in enumerate(songs)],
             "song_id": [f"s{s}" for s in songs],
             "region": region,
-            "log1p_sum": value,
+            "log1p_charted_sum": value,
             "log1p_debut": 0.8 * value + 0.3 * rng.normal(size=rows),
         }
     ).drop_duplicates(["track_id", "region"])
@@ -431,9 +431,9 @@ def section_scaling(sizes: list[int], features: int) -> None:
             "verbose": -1,
         }
         t0 = time.perf_counter()
-        lightgbm.train(params, lightgbm.Dataset(X, frame["log1p_sum"].to_numpy()), 200)
+        lightgbm.train(params, lightgbm.Dataset(X, frame["log1p_charted_sum"].to_numpy()), 200)
         t_fit = time.perf_counter() - t0
-        truth = frame[["log1p_sum", "log1p_debut"]]
+        truth = frame[["log1p_charted_sum", "log1p_debut"]]
         rng = np.random.default_rng(0)
         region_mean = truth.groupby(frame["region"]).transform("mean")
         predictions = {
@@ -446,7 +446,7 @@ def section_scaling(sizes: list[int], features: int) -> None:
             predictions=predictions,
             songs=frame["song_id"],
             regions=frame["region"],
-            targets=["log1p_sum", "log1p_debut"],
+            targets=["log1p_charted_sum", "log1p_debut"],
             n_resamples=1000,
             seed=0,
             candidates=["region_mean", "model"],
