@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 # neither of which the PyTorch port needs, hence --no-deps
 MUSICNN := musicnn==0.1.0
 
-.PHONY: run test lint format ui clean-data browser
+.PHONY: run test test-scaleout lint format ui clean-data browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/pytest
+
+# the PostgreSQL (pgserver) and Dask (LocalCluster) tests alone; see docs/scale-out.md
+test-scaleout: $(STAMP)
+	$(BIN)/pytest -m "postgres or dask"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

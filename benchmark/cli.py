@@ -148,6 +148,7 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
         report = extract_features(
             args.data_dir,
             workers=args.workers,
+            scheduler=args.scheduler,
             sets=sets,
             max_seconds=args.max_seconds or MAX_CLIP_SECONDS,
         )
@@ -546,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _writer_args(p)
     p.add_argument("--workers", type=int, default=None, help="processes (default: number of cores)")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="'processes' (a local pool) or dask://HOST:PORT (a Dask cluster; its workers run "
+        "--nthreads 1 and see the audio paths); default: $BENCHMARK_EXTRACT_SCHEDULER, else "
+        "processes",
+    )
     p.add_argument(
         "--sets", default=None, help="comma-separated feature-set names (default: the default sets)"
     )

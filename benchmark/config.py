@@ -38,6 +38,7 @@ _OUTPUT_FIELDS = (
     "tracking_uri",
     "optuna_storage",
     "study_name",
+    "optuna_heartbeat",
     "results_dir",
     "artifact_location",
     "final_models",
@@ -78,7 +79,8 @@ class BenchmarkConfig:
     validation_fraction : float
         Share of training songs held out for validation when ``inner_folds`` is 0.
     n_trials : int
-        Optuna trials per outer fold for tunable models (0: default parameters, no search).
+        Optuna trials per outer fold for tunable models (0: default parameters, no search): the
+        budget of each study, shared by every worker that tunes it (see ``study_name``).
     pruning : bool
         Median pruning of unpromising trials from intermediate validation scores.
     bootstrap : int
@@ -128,7 +130,12 @@ class BenchmarkConfig:
         Optuna RDB URL (e.g. ``sqlite:///optuna.db``); None keeps studies in memory.
     study_name : str or None
         Prefix of the Optuna study names (``<prefix>.<model>.fold<k>``); workers given the same
-        name and ``optuna_storage`` share the studies. None: ``<dataset>.<MLflow run id>``.
+        name and ``optuna_storage`` share the studies and their ``n_trials`` budget, and all fit
+        the best trial of the whole study (:mod:`benchmark.tuning`). None:
+        ``<dataset>.<MLflow run id>``, a study of this run alone.
+    optuna_heartbeat : int
+        Seconds between the heartbeats of a running trial in an RDB ``optuna_storage``; a trial
+        silent for twice as long (its worker died) is failed and its budget run again.
     results_dir : Path
         Root of the report folders.
     num_threads : int
@@ -177,6 +184,7 @@ class BenchmarkConfig:
     artifact_location: str | None = None
     optuna_storage: str | None = None
     study_name: str | None = None
+    optuna_heartbeat: int = 60
     results_dir: Path = Path("results")
     num_threads: int = 1
     final_models: bool = True
@@ -216,6 +224,8 @@ class BenchmarkConfig:
             problems.append(f"group must be one of {GROUPINGS}, got {self.group!r}")
         if self.null_policy not in ("missing", "zero", "floor"):
             problems.append(f"null_policy must be missing, zero or floor, got {self.null_policy!r}")
+        if self.optuna_heartbeat < 1:
+            problems.append(f"optuna_heartbeat must be at least 1 s, got {self.optuna_heartbeat}")
         if self.n_trials < 0 or self.bootstrap < 0:
             problems.append("n_trials and bootstrap must not be negative")
         if problems:

@@ -14,6 +14,8 @@ contract (:mod:`models.estimators.base`); every MLflow call goes through the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -71,7 +73,8 @@ class _Context:
     tags: dict[str, str]
     study_prefix: str
     checkpoint_root: Path | None
-    groups: np.ndarray  # the split unit of every row (config.group): inner splits keep it too
+    groups: np.ndarray  # the split unit of every row (config.group)
+    worker: str = ""  # the parent MLflow run id: recorded on each Optuna trial this run runs
     # (model name, fold) -> fine-tuned encoder weights, for models that warm-start from it
     encoders: dict[tuple[str, int], Any] = field(default_factory=dict)
 
@@ -191,7 +194,28 @@ class _ModelFits:
         self.tuned = self.cls.is_tunable() and ctx.config.n_trials > 0
         self.provenance: dict[str, Any] = {}
 
-    def _params(self, rows: np.ndarray, seed: int, study: str) -> tuple[dict, pd.DataFrame | None]:
+    def _protocol(self, rows: np.ndarray, seed: int) -> str:
+        """What a study of this model on ``rows`` tunes: workers may share it only if equal."""
+        config = self.ctx.config
+        content = {
+            "data": self.ctx.data.fingerprint,
+            "model": self.run.name,
+            "fixed": self.fixed,
+            "rows": hashlib.sha256(np.ascontiguousarray(self.X.index[rows])).hexdigest(),
+            "groups": hashlib.sha256(
+                pd.util.hash_array(np.asarray(self.ctx.groups[rows], dtype=object)).tobytes()
+            ).hexdigest(),
+            "seed": seed,
+            "targets": self.ctx.data.targets,
+            **{
+                name: getattr(config, name)
+                for name in ("inner_folds", "validation_fraction", "pruning", "tune_metric")
+            },
+        }
+        text = json.dumps(content, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _params(self, rows: np.ndarray, seed: int, study: str) -> tuple[dict, Any]:
         """Tuned parameters on ``rows`` (an outer training part), or the configured ones."""
         if not self.tuned:
             skip = self.cls.search_settings
@@ -218,16 +242,18 @@ class _ModelFits:
             seed,
             study,
             self.cls.reports_progress,
+            worker=self.ctx.worker,
+            protocol=self._protocol(rows, seed),
         )
         skip = self.cls.search_settings
-        return {k: v for k, v in outcome.params.items() if k not in skip}, outcome.trials
+        return {k: v for k, v in outcome.params.items() if k not in skip}, outcome
 
     def fold(self, fold: Fold) -> pd.DataFrame:
         """Tune on the fold's training part, fit there, predict its test part; log the fold."""
         ctx, logger = self.ctx, self.ctx.logger
         seed = ctx.config.seed + 1000 * (fold.index + 1)
         study = f"{ctx.study_prefix}.{self.run.name}.fold{fold.index}"
-        params, trials = self._params(fold.train, seed, study)
+        params, tuning = self._params(fold.train, seed, study)
         estimator = build_estimator(self.run, params, seed, ctx, fold.index)
         estimator.fit(self.X.iloc[fold.train], self.y.iloc[fold.train])
         self.provenance = self.provenance or estimator.provenance()
@@ -236,9 +262,11 @@ class _ModelFits:
             estimator.predict(X_test), X_test, list(self.y.columns), self.run.name
         )
         logger.params({"n_train": len(fold.train), "n_test": len(fold.test), **params})
-        if trials is not None:
-            logger.frame(trials, "optuna_trials.csv")
-            logger.metrics({"optuna_trials": len(trials)})
+        if tuning is not None:
+            logger.tags({"optuna_study": study})
+            logger.frame(tuning.trials, "optuna_trials.csv")
+            finished = tuning.trials["state"].isin(["COMPLETE", "PRUNED"]).sum()
+            logger.metrics({"optuna_trials": finished, "optuna_own_trials": tuning.own_trials})
         logger.metrics(_fold_metrics(ctx.data.frame.iloc[fold.test], pred, ctx.data.targets))
         if getattr(estimator, "history_", None):
             logger.history(estimator.history_)
@@ -256,13 +284,13 @@ class _ModelFits:
         """Tune and fit on all rows, log the model (not used for evaluation); its importance."""
         rows = np.arange(len(self.X))
         study = f"{self.ctx.study_prefix}.{self.run.name}.final"
-        params, trials = self._params(rows, self.ctx.config.seed, study)
+        params, tuning = self._params(rows, self.ctx.config.seed, study)
         estimator = build_estimator(self.run, params, self.ctx.config.seed, self.ctx, fold=None)
         estimator.fit(self.X, self.y)
         logger = self.ctx.logger
         logger.params(params, prefix="final.")
-        if trials is not None:
-            logger.frame(trials, "optuna_trials_final.csv")
+        if tuning is not None:
+            logger.frame(tuning.trials, "optuna_trials_final.csv")
         logger.lightgbm_model(estimator, self.X.head(50), name_prefix=self.run.name)
         importance = estimator.feature_importance("gain")
         logger.frame(importance.reset_index(names="feature"), "feature_importance.csv")
@@ -426,6 +454,7 @@ def run_suite(
             study_prefix=config.study_name or f"{config.dataset}.{parent}",
             checkpoint_root=_checkpoint_root(config, data, tags, parent),
             groups=groups,
+            worker=parent,
         )
         bar = tqdm(total=len(runs) * len(folds), desc="benchmark", unit="fold", leave=False)
         with bar:

@@ -77,12 +77,58 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 def _default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
-    """``mlartifacts/<experiment>`` next to a sqlite store; None for other stores (server default)."""
+    """Where a new experiment's artifacts go when the configuration does not say.
+
+    ``mlartifacts/<experiment>`` next to a sqlite store; in the current folder for another
+    database (``postgresql+psycopg://...``: on several machines, set ``artifact_location`` to
+    storage they all see); None for an MLflow server, which decides itself.
+    """
     prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    if tracking_uri.startswith(prefix):
+        db = Path(tracking_uri[len(prefix) :]).resolve()
+        return (db.parent / "mlartifacts" / experiment).as_uri()
+    if tracking_uri.split(":", 1)[0] in ("http", "https", "databricks"):
         return None
-    db = Path(tracking_uri[len(prefix) :]).resolve()
-    return (db.parent / "mlartifacts" / experiment).as_uri()
+    return (Path.cwd() / "mlartifacts" / experiment).resolve().as_uri()
+
+
+#: PostgreSQL advisory-lock key held while a worker opens (and so may create) the MLflow store.
+_SETUP_LOCK_KEY = 0x6D75_7369_6370_6F70 >> 1  # "musicpop", as a positive 64-bit integer
+
+
+@contextlib.contextmanager
+def _store_setup_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold a lock that every worker opening this tracking store takes.
+
+    Opening a database store creates or upgrades its tables (alembic migrations); two workers
+    doing it at once on a new store break each other's migration. A sqlite store is guarded by
+    a lock file next to it, a PostgreSQL store by an advisory lock of the database.
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        import filelock
+
+        db = Path(tracking_uri[len("sqlite:///") :].split("?", 1)[0]).resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(f"{db}.lock"):
+            yield
+    elif tracking_uri.startswith("postgresql"):
+        import sqlalchemy
+        from sqlalchemy.pool import NullPool
+
+        engine = sqlalchemy.create_engine(tracking_uri, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                lock = sqlalchemy.text("SELECT pg_advisory_lock(:key)")
+                conn.execute(lock, {"key": _SETUP_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    unlock = sqlalchemy.text("SELECT pg_advisory_unlock(:key)")
+                    conn.execute(unlock, {"key": _SETUP_LOCK_KEY})
+        finally:
+            engine.dispose()
+    else:
+        yield
 
 
 def metric_key(target: str, metric: str, suffix: str = "") -> str:
@@ -141,15 +187,20 @@ class RunLogger:
             )
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)
-        self.client = mlflow.MlflowClient()
-        found = self.client.get_experiment_by_name(experiment)
-        if found is not None:
-            self.experiment_id = found.experiment_id
-        else:
-            location = artifact_location or _default_artifact_location(tracking_uri, experiment)
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=location
-            )
+        with _store_setup_lock(tracking_uri):
+            self.client = mlflow.MlflowClient()
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                location = artifact_location or _default_artifact_location(tracking_uri, experiment)
+                try:
+                    self.client.create_experiment(experiment, artifact_location=location)
+                except mlflow.exceptions.MlflowException:
+                    # an MLflow server's other client may have created it first: use theirs
+                    if self.client.get_experiment_by_name(experiment) is None:
+                        raise
+                found = self.client.get_experiment_by_name(experiment)
+                assert found is not None
+        self.experiment_id = found.experiment_id
         mlflow.set_experiment(experiment_id=self.experiment_id)
 
     # -- runs --

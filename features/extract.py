@@ -36,6 +36,7 @@ writes the cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -255,20 +256,61 @@ class _InlineExecutor(futures.Executor):
         return fut
 
 
-def _executor(workers: int, scheduler: str) -> tuple[futures.Executor, Any]:
-    """Return (executor, closeable) for a scheduler spec."""
-    if scheduler.startswith("dask://") or scheduler.startswith("tcp://"):
-        from dask.distributed import Client  # optional: pip install 'dask[distributed]'
+#: Seconds to wait for a Dask scheduler to answer, and for its first worker to join.
+DASK_TIMEOUT = 30.0
 
-        address = "tcp://" + scheduler.split("://", 1)[1]
-        client = Client(address)
-        return client.get_executor(pure=False), client
+
+def _dask_client(scheduler: str) -> tuple[Any, int]:
+    """A client of the Dask scheduler ``dask://HOST:PORT`` and the cluster's worker threads.
+
+    Raises
+    ------
+    DataError
+        ``distributed`` is not installed, the scheduler does not answer, no worker joins, or a
+        worker runs more than one thread (Essentia is not thread-safe).
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        raise DataError(
+            f"extraction scheduler {scheduler}: Dask is not installed "
+            "(pip install 'music-popularity[dask]')"
+        ) from None
+    address = "tcp://" + scheduler.split("://", 1)[1]
+    try:
+        client = Client(address, timeout=DASK_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise DataError(f"extraction scheduler {scheduler}: cannot reach it ({exc})") from None
+    try:
+        client.wait_for_workers(1, timeout=DASK_TIMEOUT)
+    except TimeoutError:
+        client.close()
+        raise DataError(
+            f"extraction scheduler {scheduler}: no worker joined within {DASK_TIMEOUT:g} s"
+        ) from None
+    threads = client.nthreads()
+    threaded = sorted(worker for worker, n in threads.items() if n > 1)
+    if threaded:
+        client.close()
+        raise DataError(
+            f"extraction scheduler {scheduler}: worker(s) {', '.join(threaded)} run several "
+            "threads, and Essentia is not thread-safe; start one process per core with "
+            "`dask worker ADDRESS --nworkers N --nthreads 1`"
+        )
+    return client, sum(threads.values())
+
+
+def _executor(workers: int, scheduler: str) -> tuple[futures.Executor, Any, int]:
+    """Return (executor, Dask client or None, tasks it runs at once) for a scheduler spec."""
+    if scheduler.startswith("dask://") or scheduler.startswith("tcp://"):
+        client, threads = _dask_client(scheduler)
+        return client.get_executor(pure=False), client, threads
     if scheduler != "processes":
         raise DataError(
             f"unknown extraction scheduler {scheduler!r}: use 'processes' or 'dask://HOST:PORT'"
         )
     if workers == 1:
-        return _InlineExecutor(), None
+        return _InlineExecutor(), None, 1
     import multiprocessing
 
     pool = futures.ProcessPoolExecutor(
@@ -277,7 +319,7 @@ def _executor(workers: int, scheduler: str) -> tuple[futures.Executor, Any]:
         initializer=_init_worker,
         initargs=(os.getpid(),),
     )
-    return pool, None
+    return pool, None, workers
 
 
 def _shutdown(executor: futures.Executor) -> None:
@@ -289,20 +331,22 @@ def _shutdown(executor: futures.Executor) -> None:
 
 def _run_tasks(
     tasks: Sequence[tuple[str, list[Extractor]]],
+    executor: futures.Executor,
+    threads: int,
     workers: int,
-    scheduler: str,
     max_seconds: float,
 ) -> Iterator[tuple[int, dict[str, dict[str, Any]]]]:
-    """Yield (task index, results by extractor) as tasks finish, at most 2 x workers in flight.
+    """Yield (task index, results by extractor) as tasks finish, at most 2 x threads in flight.
 
-    A result with ``"transient": True`` is a failure of the machinery (a crashed worker process),
-    not of the clip: it is reported but not cached. When a worker crashes, the clips that finished
-    with the crash are reported and the others in flight are run again on a fresh pool.
+    A result with ``"transient": True`` is a failure of the machinery, not of the clip: it is
+    reported but not cached, so a re-run tries the clip again. When a pool process crashes, the
+    clips that finished with the crash are reported and the others in flight are run again on a
+    fresh pool. On Dask the scheduler itself moves the tasks of a lost worker to the others; a
+    task that took ``distributed.scheduler.allowed-failures`` + 1 workers down with it ends in
+    ``KilledWorker``, a transient failure too.
     """
-    executor, client = _executor(workers, scheduler)
     todo = list(range(len(tasks)))[::-1]
     pending: dict[futures.Future, int] = {}
-    threads = sum(client.nthreads().values()) if client is not None else workers
     limit = max(2 * threads, 2)
     try:
         while todo or pending:
@@ -331,11 +375,9 @@ def _run_tasks(
                 todo.extend(pending.values())
                 pending.clear()
                 _shutdown(executor)
-                executor, _ = _executor(workers, "processes")
+                executor, _, _ = _executor(workers, "processes")
     finally:
         _shutdown(executor)
-        if client is not None:
-            client.close()
 
 
 # --- cache ------------------------------------------------------------------------------------
@@ -623,6 +665,10 @@ def extract_features(
     workers = int(workers) if workers else default_workers()
     if workers < 1:
         raise DataError(f"--workers must be at least 1, got {workers}")
+    if scheduler != "processes" and not scheduler.startswith(("dask://", "tcp://")):
+        raise DataError(
+            f"unknown extraction scheduler {scheduler!r}: use 'processes' or 'dask://HOST:PORT'"
+        )
     if not max_seconds > MIN_CLIP_SECONDS:
         raise DataError(f"--max-seconds must exceed {MIN_CLIP_SECONDS:g}, got {max_seconds}")
     chosen = requested_sets(layout, sets)
@@ -680,11 +726,13 @@ def extract_features(
     transient: dict[tuple[str, str], dict[str, str]] = {}  # (sha, extractor) -> failure
     tasks = list(todo.items())
     if tasks:
+        local = min(workers, len(tasks))
+        executor, client, threads = _executor(local, scheduler)
+        if client is not None:
+            report.workers = threads
         bar = tqdm(total=len(tasks), desc="extracting", unit="clip", disable=not progress)
-        with bar:
-            runs = _run_tasks(
-                [task for _, task in tasks], min(workers, len(tasks)), scheduler, max_seconds
-            )
+        with bar, contextlib.closing(client) if client is not None else contextlib.nullcontext():
+            runs = _run_tasks([task for _, task in tasks], executor, threads, local, max_seconds)
             for j, results in runs:
                 sha = tasks[j][0]
                 for name, result in results.items():

@@ -222,7 +222,7 @@ def feature_store(data_dir: Path | str) -> feast.FeatureStore:
         database should be.
     """
     from feast import FeatureStore
-    from feast.repo_config import load_repo_config
+    from feast.repo_config import FeastConfigError, load_repo_config
 
     layout = DataLayout(Path(data_dir).resolve())
     layout.store_dir.mkdir(parents=True, exist_ok=True)
@@ -233,8 +233,13 @@ def feature_store(data_dir: Path | str) -> feast.FeatureStore:
                 f"{path}: not a file (a folder?) where the Feast store keeps a database; "
                 "remove it, then run `benchmark store apply`"
             )
+    path = _config_path()
     with _env({DATA_DIR_ENV: str(layout.root)}):
-        config = load_repo_config(REPO_DIR, _config_path())
+        try:
+            config = load_repo_config(REPO_DIR, path)
+        except FeastConfigError as exc:
+            detail = " ".join(str(exc).split())
+            raise DataError(f"{path}: not a valid Feast configuration ({detail})") from None
     return FeatureStore(repo_path=str(REPO_DIR), config=config)
 
 
@@ -286,34 +291,37 @@ def _pg_type(path: Path, field: pa.Field) -> str:
 
 
 def _sql_value(value: object) -> object:
-    """A Parquet cell as a value psycopg can send (NaN becomes NULL, arrays become lists)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and np.isnan(value):
+    """A Parquet cell (as pyarrow gives it) as psycopg sends it: NaN becomes NULL."""
+    if isinstance(value, float) and value != value:
         return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
     return value
 
 
+#: Rows per record batch read from a source while it is copied to PostgreSQL.
+_UPLOAD_BATCH_ROWS = 4096
+
+
 def _upload_to_postgres(store: feast.FeatureStore, sources: dict[str, Table]) -> None:
-    """Replace the PostgreSQL table of every view source with the rows of its Parquet file."""
+    """Replace the PostgreSQL table of every view source with the rows of its Parquet file.
+
+    Each table is dropped, created and filled with ``COPY ... FROM STDIN`` in one transaction,
+    so a reader sees the old rows or the new ones, never a part.
+    """
     from feast.infra.utils.postgres.connection_utils import _get_conn
 
     with _get_conn(store.config.offline_store) as conn, conn.cursor() as cur:
         for source in tqdm(sources.values(), desc="upload to PostgreSQL", unit="table"):
             table = offline_table_name(source)
+            source.check()
             schema = source.schema()
             columns = ", ".join(f'"{f.name}" {_pg_type(source.path, f)}' for f in schema)
             cur.execute(f'DROP TABLE IF EXISTS "{table}"')
             cur.execute(f'CREATE TABLE "{table}" ({columns})')
             names = ", ".join(f'"{name}"' for name in schema.names)
-            marks = ", ".join(["%s"] * len(schema.names))
-            frame = source.read()
-            rows = [[_sql_value(v) for v in row] for row in frame.itertuples(index=False)]
-            cur.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
+            with cur.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+                for batch in pq.ParquetFile(source.path).iter_batches(_UPLOAD_BATCH_ROWS):
+                    for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                        copy.write_row([_sql_value(value) for value in row])
         conn.commit()
 
 
@@ -463,9 +471,25 @@ def materialize(data_dir: Path | str) -> None:
             store.materialize_incremental(end_date=datetime.now(UTC))
 
 
+def _postgres_count(config: object, sql: str) -> int | None:
+    """The count a query returns on a PostgreSQL store (None when the table is missing)."""
+    import psycopg
+    from feast.infra.utils.postgres.connection_utils import _get_conn
+
+    with _get_conn(config) as conn:
+        try:
+            (count,) = conn.execute(sql).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+    return int(count)
+
+
 def _online_rows(store: feast.FeatureStore, view: str) -> int | None:
-    """Entity keys held by the sqlite online store for one view (None for other stores)."""
+    """Entity keys held by the online store for one view (None for a store of another kind)."""
     config = store.config.online_store
+    if getattr(config, "type", "") == "postgres":
+        table = f"{store.project}_{view}"
+        return _postgres_count(config, f'SELECT COUNT(DISTINCT entity_key) FROM "{table}"') or 0
     if getattr(config, "type", "") != "sqlite":
         return None
     path = Path(config.path)
@@ -532,6 +556,10 @@ def info(data_dir: Path | str) -> str:
             elif isinstance(source, FileSource):
                 is_file = Path(path).is_file()
                 rows = pq.read_metadata(path).num_rows if is_file else "missing"
+            elif _offline_source(store) == "postgres":
+                path = source.get_table_query_string()  # the quoted table name
+                count = _postgres_count(config.offline_store, f"SELECT count(*) FROM {path}")
+                rows = "missing" if count is None else count
             else:
                 rows = "?"
             online = _online_rows(store, view.name)
@@ -609,7 +637,9 @@ def training_frame(data_dir: Path | str, service: str, entity_rows: pd.DataFrame
             "offline store (the `file` store drops rows; use duckdb)"
         )
     front = list(entity_rows.columns)
-    joined = joined.drop(columns=_ROW)
+    joined = joined.drop(columns=_ROW).reset_index(drop=True)
+    # the entity columns as they went in (a PostgreSQL offline store returns naive timestamps)
+    joined[front] = entity_df[front]
     joined = joined[front + [c for c in joined.columns if c not in front]]
     joined.index = entity_rows.index
     return joined

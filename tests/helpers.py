@@ -271,3 +271,43 @@ def write_chart_files(
     table = pd.DataFrame(features, columns=[f"f{j}" for j in range(n_features)])
     table.insert(0, "track_id", ids)
     return table
+
+
+def write_tone_clip(path: Path, seconds: float, freq: float, seed: int, rate: int = 22_050) -> Path:
+    """A modulated tone with a little noise, in the format of ``path``'s suffix."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))
+    signal = (wave + 0.05 * rng.normal(size=t.size)).astype(np.float32)
+    fmt = {".mp3": "MP3", ".ogg": "OGG", ".flac": "FLAC", ".wav": "WAV"}[path.suffix]
+    sf.write(path, signal, rate, format=fmt)
+    return path
+
+
+def write_clip_tables(data_dir: Path, clips: list[tuple[str, int, Path]]) -> None:
+    """Catalog and clips tables for ``(track_id, clip_id, audio path)`` rows (no release dates)."""
+    layout = DataLayout(data_dir)
+    tracks = sorted({t for t, _, _ in clips})
+    first = {t: str(p) for t, c, p in sorted(clips, key=lambda r: r[1], reverse=True)}
+    catalog = pd.DataFrame(
+        {
+            "track_id": tracks,
+            "song_id": [f"song{t[-3:]}" for t in tracks],
+            "title": tracks,
+            "artist": "someone",
+            "audio_path": [first[t] for t in tracks],
+            "release_date": pd.NaT,
+        }
+    ).astype({"release_date": "datetime64[ns]"})
+    layout.catalog.write(catalog)
+    layout.clips.write(
+        pd.DataFrame(
+            {
+                "track_id": [t for t, _, _ in clips],
+                "clip_id": np.array([c for _, c, _ in clips], dtype=np.int64),
+                "audio_path": [str(p) for _, _, p in clips],
+            }
+        )
+    )

@@ -21,6 +21,10 @@ SCRIPTS = {
         "musicpop.benchmark.perf.scale",
         "benchmark run stages on a real chart table replicated 1x, 4x, 16x: time and peak memory",
     ),
+    "scaleout": (
+        "musicpop.benchmark.perf.scaleout",
+        "Dask extraction, the store on PostgreSQL, shared Optuna studies, fit/bootstrap scaling",
+    ),
     "pretrained": (
         "musicpop.benchmark.perf.pretrained",
         "MusiCNN/VGG tags and embeddings, AST front end and forward: s per 30 s clip (CPU)",
