@@ -148,9 +148,18 @@ def prepare_demo(layout: DataLayout, pipeline: Pipeline, *, seed: int = 0) -> No
         print(f"[demo] {raw} exists, kept")
     else:
         pipeline.stage("demo", lambda: make_demo(layout.root, seed=seed))
+
+    def ingest_demo_charts() -> None:
+        # The demo's raw folder is the whole source of these tables: a regenerated demo (another
+        # --signal or --popularity-seed) replaces them. Ingesting on top would keep the old
+        # streams as "conflicts", since ingestion never overwrites a stored row.
+        for table in (layout.streams, layout.catalog, layout.clips):
+            table.path.unlink(missing_ok=True)
+        print(ingest_charts([raw / "charts"], layout.root).summary())
+
     pipeline.stage(
         "ingest charts",
-        lambda: print(ingest_charts([raw / "charts"], layout.root).summary()),
+        ingest_demo_charts,
         inputs=[raw / "charts"],
         outputs=[layout.streams.path, layout.catalog.path],
     )
