@@ -153,7 +153,7 @@ def prepare_demo(layout: DataLayout, pipeline: Pipeline, *, seed: int = 0) -> No
         # The demo's raw folder is the whole source of these tables: a regenerated demo (another
         # --signal or --popularity-seed) replaces them. Ingesting on top would keep the old
         # streams as "conflicts", since ingestion never overwrites a stored row.
-        for table in (layout.streams, layout.catalog, layout.clips):
+        for table in (layout.streams, layout.catalog, layout.clips, layout.catalog_mapping):
             table.path.unlink(missing_ok=True)
         print(ingest_charts([raw / "charts"], layout.root).summary())
 
