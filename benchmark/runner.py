@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..features.errors import DataError
-from ..features.feature_sets import get_feature_set
+from ..features.feature_sets import feature_sets
 from ..features.layout import DataLayout
 from ..models.estimators.base import ID_COLUMNS, PROVENANCE_KEYS, BenchmarkEstimator
 from .config import BenchmarkConfig, deep_update
@@ -373,7 +373,9 @@ def feature_set_tags(data: BenchmarkData, run: ModelRun) -> dict[str, str]:
     tags = {"feature_set": run.features or "none", "feature_service": data.feature_service(run)}
     if run.features is None or data.data_dir is None:
         return tags
-    fs = get_feature_set(run.features, DataLayout(data.data_dir))
+    fs = feature_sets(DataLayout(data.data_dir)).get(run.features)
+    if fs is None:  # a set made in memory (a control's song-permuted copy), not one of the data dir
+        return tags
     tags["feature_set_source"] = fs.source
     tags["feature_set_version"] = str(fs.version)
     sha = fs.metadata.get("provenance", {}).get("sha256") if fs.metadata else None
