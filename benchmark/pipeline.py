@@ -12,12 +12,12 @@ and parameters matches the one recorded in the data dir's pipeline state after i
 successful run and its outputs are intact (a damaged table among them runs the stage again; a
 damaged state file runs every stage again, with a warning).
 
-The job holds the data dir's writer lock while it writes tables: through the preparation stages
-and the loading of the benchmark's rows and inputs. The benchmark itself (tuning, fitting,
-evaluation, MLflow, the report) works on the loaded data and runs without it, so that several
+The job holds the data dir's writer lock while it writes tables: through the preparation stages.
+Loading the benchmark's rows and inputs (read only; tables are replaced atomically) and the
+benchmark itself (tuning, fitting, evaluation, MLflow, the report) run without it, so that several
 workers of a shared Optuna study (``--study-name``, ``--optuna-storage``) run at once on one data
-dir; what it still writes there is the deep models' per-epoch checkpoints, in a folder keyed by
-code, data and configuration, each written atomically.
+dir; what the benchmark still writes there is the deep models' per-epoch checkpoints, in a folder
+keyed by code, data and configuration, each written atomically.
 """
 
 from __future__ import annotations
@@ -253,9 +253,11 @@ def run_pipeline(
             f"{config.period} charts ...",
             flush=True,
         )
-        data = load_benchmark_data(config, select_runs(config))
-        loaded = time.perf_counter() - start
-    # from here on the data dir is only read through `data`: other workers may run alongside
+    # From here on the data dir is only read (the tables are replaced atomically by writers), so
+    # the lock is released: the workers of a shared study load their rows side by side instead of
+    # one after another.
+    data = load_benchmark_data(config, select_runs(config))
+    loaded = time.perf_counter() - start
     results = run_suite(config, data)
     seconds = time.perf_counter() - start
     pipeline.timings.append(StageTiming("benchmark", seconds, "ran"))
