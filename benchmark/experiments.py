@@ -54,7 +54,7 @@ from ..features.layout import DataLayout, write_text_atomic
 from ..features.targets import PERIOD_DAYS, TARGETS, compute_targets
 from ..models.estimators.deep import MP2Estimator, TrainingConfig, with_overrides
 from ..models.mp2 import MP2, MP2Config
-from .config import BenchmarkConfig, deep_update
+from .config import BenchmarkConfig, deep_update, load_config
 from .data import BenchmarkData, load_benchmark_data
 from .metrics import CURVE_TARGET, METRICS, evaluate
 from .registry import ModelRun
@@ -1324,7 +1324,25 @@ def _deep_budget(config: BenchmarkConfig, run: ModelRun) -> list[str]:
         if config.inner_folds <= 1
         else f"{config.inner_folds}-fold song-grouped inner split of the outer training part"
     )
+    preset = load_config(config.profile)
+    preset_epochs = with_overrides(
+        TrainingConfig(),
+        deep_update(dict(run.spec.params), preset.model_params(run.spec.name)).get("training"),
+        f"{run.name} training",
+    ).epochs
+    budget = (config.n_folds, config.n_trials, training.epochs)
+    own = (preset.n_folds, preset.n_trials, preset_epochs)
+    note = (
+        []
+        if budget == own
+        else [
+            f"this budget is not the `{config.profile}` preset's ({own[0]} folds, {own[1]} "
+            f"trials per fold, at most {own[2]} epochs): the configuration sets it, and it is the "
+            "same for every variant"
+        ]
+    )
     return [
+        *note,
         f"tuning budget, the same for every variant: {config.n_trials} Optuna trials per outer "
         f"fold ({config.n_folds} folds, {config.n_trials * config.n_folds} trials per variant) "
         f"over the learning rate, weight decay and dropout "

@@ -283,16 +283,20 @@ def test_deep_design_runs_four_mp2_variants_under_one_budget(tmp_path: Path) -> 
     text = page.read_text()
     assert "2 Optuna trials per outer fold (2 folds, 4 trials per variant)" in text
     assert "at most 2 epochs" in text
+    assert "not the `quick` preset's (5 folds, 6 trials per fold, at most 60 epochs)" in text
     tidy = pd.read_csv(page.with_suffix(".csv"))
     lead = tidy[(tidy.metric == "spearman_region") & (tidy.target == "log1p_charted_sum")]
     lead = lead.set_index("model")
     reference = f"mp2 ({labels[0]})"
     assert (lead["reference"] == reference).all()
+    summary = text.split("**log1p_charted_sum**")[1].split("**log1p_debut**")[0]
     for label in labels[1:]:
         row = lead.loc[f"mp2 ({label})"]
-        assert row["diff_ci_low"] <= row["diff"] <= row["diff_ci_high"]
-        verdict = "not distinguishable" if row["diff_ci_low"] <= 0 <= row["diff_ci_high"] else ""
-        assert f"| {label} |" in text and verdict in text
+        low, diff, high = row["diff_ci_low"], row["diff"], row["diff_ci_high"]
+        assert low <= diff <= high
+        verdict = "not distinguishable" if low <= 0 <= high else "better" if low > 0 else "worse"
+        (line,) = [ln for ln in summary.splitlines() if ln.startswith(f"| {label} |")]
+        assert f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] | {verdict} |" in line
     assert {"global_mean", "region_mean"} <= set(lead.index)
 
     # MLflow: each variant's MP2 ran every fold with its own settings and the same budget
