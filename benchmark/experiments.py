@@ -1269,6 +1269,22 @@ def deep_design_experiment(ctx: ExperimentContext) -> ExperimentResult:
             )
             reading.append(f"- {target}, {DEEP_DESIGN_ANSWERS[label]}: {verdict} ({diff}).")
         summary.append(f"**{target}**\n\n" + "\n".join(lines))
+    skill = []
+    for target in data.targets:
+        r2 = [
+            _value(table, reference, target, "r2_region", c) for c in ("value", "ci_low", "ci_high")
+        ]
+        line = (
+            f"{target}: r2_region of the reference {_plain_interval(*r2)} (1 - its squared "
+            "error over that of each region's mean)"
+        )
+        if r2[2] < 0:
+            line += (
+                "; below 0, the reference predicts the size within a region worse than the "
+                "region mean does: under this budget MP2 has not learnt the region offsets yet, "
+                "and the differences above are between undertrained models"
+            )
+        skill.append(f"- {line}.")
     sizes_line = "Trainable parameters: " + "; ".join(
         f"{label} {n:,}" for label, n in sizes.items()
     )
@@ -1281,6 +1297,7 @@ def deep_design_experiment(ctx: ExperimentContext) -> ExperimentResult:
                 f"(95% song bootstrap); 'not distinguishable' where the interval of the "
                 f"{LEAD_METRIC} difference contains 0.",
                 sizes_line + ".",
+                "How much the reference learnt:\n\n" + "\n".join(skill),
             ],
         ),
         Section("Reading", ["\n".join(reading)]),
