@@ -26,6 +26,10 @@ function ``ExperimentContext -> ExperimentResult``. The registered ones:
 ``season``
     Tracks whose streams come back in the same few calendar weeks of several years (Christmas
     songs): how many, and how the models do with and without them.
+``deep-design``
+    MP2 with positional embeddings added or concatenated, and the region as a token beside
+    [CLS] or as an embedding joined to the pooled vector (2x2 variants, the design's default
+    the reference): the design's two open deep-model questions.
 
 Every variant of an experiment is tuned with the configuration's budget (``n_trials`` per
 outer fold for every tunable model); no variant gets more search than another.
@@ -48,7 +52,9 @@ from ..features.charts import read_streams
 from ..features.errors import DataError
 from ..features.layout import DataLayout, write_text_atomic
 from ..features.targets import PERIOD_DAYS, TARGETS, compute_targets
-from .config import BenchmarkConfig
+from ..models.estimators.deep import MP2Estimator, TrainingConfig, with_overrides
+from ..models.mp2 import MP2, MP2Config
+from .config import BenchmarkConfig, deep_update, load_config
 from .data import BenchmarkData, load_benchmark_data
 from .metrics import CURVE_TARGET, METRICS, evaluate
 from .registry import ModelRun
@@ -1134,6 +1140,241 @@ def season_experiment(ctx: ExperimentContext) -> ExperimentResult:
     return ExperimentResult(
         "season", ctx.experiment.title, ctx.experiment.question, method, sections, tables
     )
+
+
+# --- deep design ----------------------------------------------------------------------------------
+
+DEEP_DESIGN_VARIANTS = (
+    ("pos add, region joint", "add", "joint"),
+    ("pos concat, region joint", "concat", "joint"),
+    ("pos add, region token", "add", "token"),
+    ("pos concat, region token", "concat", "token"),
+)
+"""Label, ``EncoderConfig.pos_mode`` and ``MP2Config.conditioning`` of each variant; the first,
+the design's default, is the reference (fixed before the run)."""
+DEEP_DESIGN_ANSWERS = {
+    "pos concat, region joint": "positions concatenated instead of added",
+    "pos add, region token": "the region as a token instead of an embedding in the head",
+    "pos concat, region token": "both changes together",
+}
+"""What each variant's paired difference with the reference answers."""
+
+
+def _spectrogram_mp2(run: ModelRun, config: BenchmarkConfig) -> bool:
+    """Whether ``run`` is MP2 on log-mel clips (the scratch encoder the variants change)."""
+    if not issubclass(run.spec.estimator, MP2Estimator) or run.spec.estimator.predicts_curve:
+        return False
+    settings = deep_update(dict(run.spec.params), config.model_params(run.spec.name))
+    return settings.get("encoder", "scratch") == "scratch"
+
+
+def _mp2_settings(run: ModelRun, config: BenchmarkConfig) -> dict[str, Any]:
+    """The estimator parameters a run of ``run`` starts from (registry entry, then config)."""
+    return deep_update(dict(run.spec.params), config.model_params(run.spec.name))
+
+
+def _parameter_count(settings: Mapping[str, Any], data: BenchmarkData, run: ModelRun) -> int:
+    """Trainable parameters of the MP2 network ``settings`` build on ``data``'s clips."""
+    config = with_overrides(MP2Config(), settings.get("config"), f"{run.name} config")
+    first = np.asarray(data.X(run)["clips"].iloc[0][0])  # (n_mels, n_frames)
+    config.n_regions = int(data.frame["region"].nunique())
+    config.n_targets = len(data.targets)
+    config.encoder = dataclasses.replace(config.encoder, n_mels=int(first.shape[0]))
+    return sum(p.numel() for p in MP2(config).parameters() if p.requires_grad)
+
+
+def _verdict(table: pd.DataFrame, model: str, target: str, metric: str = LEAD_METRIC) -> str:
+    """``better``/``worse`` than the reference when the paired interval excludes 0."""
+    low = _value(table, model, target, metric, "diff_ci_low")
+    high = _value(table, model, target, metric, "diff_ci_high")
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "n/a"
+    maximize = METRICS[metric].maximize
+    if low > 0:
+        return "better" if maximize else "worse"
+    if high < 0:
+        return "worse" if maximize else "better"
+    return "not distinguishable"
+
+
+@register_experiment(
+    "deep-design",
+    "Deep design: positions added or concatenated, the region as a token or in the head",
+    "The design leaves two choices of the spectrogram transformer open: are the positional "
+    "embeddings added to the patch embeddings (AST) or concatenated to them, and does the region "
+    "enter as a learned token beside [CLS] (read with the audio) or as an embedding joined to "
+    "the pooled [CLS] vector in the head? Which is better, under the same tuning budget?",
+)
+def deep_design_experiment(ctx: ExperimentContext) -> ExperimentResult:
+    """MP2 in the 2x2 variants (``pos_mode`` x ``conditioning``), the same folds and budget."""
+    learners = [run for run in ctx.runs if _spectrogram_mp2(run, ctx.config)]
+    if not learners:
+        raise DataError(
+            f"the deep-design experiment varies MP2 on log-mel clips; suite {ctx.config.suite!r} "
+            "has none: run it with --suite global_mean,region_mean,mp2 (or deep, all)"
+        )
+    learner = learners[0]  # the suite's first MP2 on log-mel clips
+    runs = [*ctx.baselines, learner]
+    data = load_benchmark_data(ctx.config, runs)
+    base = _mp2_settings(learner, ctx.config)
+    predictions: dict[str, pd.DataFrame] = {}
+    folds: dict[str, pd.Series] = {}
+    kinds: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    for i, (label, pos_mode, conditioning) in enumerate(DEEP_DESIGN_VARIANTS):
+        change = {"config": {"conditioning": conditioning, "encoder": {"pos_mode": pos_mode}}}
+        models = {name: dict(table) for name, table in ctx.config.models.items()}
+        models[learner.spec.name] = deep_update(models.get(learner.spec.name, {}), change)
+        sizes[label] = _parameter_count(deep_update(base, change), data, learner)
+        results = ctx.run(
+            label, data, runs if i == 0 else [learner], models=models, intervals=False
+        )
+        _collect(results, label, [learner.name], predictions, folds, kinds)
+    reference = f"{learner.name} ({DEEP_DESIGN_VARIANTS[0][0]})"
+    table = ctx.compare(data, predictions, folds, reference, kinds, baseline="region_mean")
+
+    summary, reading = [], []
+    for target in data.targets:
+        lines = [
+            f"| variant | answers | {LEAD_METRIC} [95%] | minus reference [95%] | verdict "
+            f"| r2_region minus reference [95%] |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label, _, _ in DEEP_DESIGN_VARIANTS:
+            model = f"{learner.name} ({label})"
+            value = _plain_interval(
+                *(
+                    _value(table, model, target, LEAD_METRIC, c)
+                    for c in ("value", "ci_low", "ci_high")
+                )
+            )
+            if model == reference:
+                lines.append(f"| {label} (reference) | the design's default | {value} | | | |")
+                continue
+            diff = _interval(
+                *(
+                    _value(table, model, target, LEAD_METRIC, c)
+                    for c in ("diff", "diff_ci_low", "diff_ci_high")
+                )
+            )
+            r2 = _interval(
+                *(
+                    _value(table, model, target, "r2_region", c)
+                    for c in ("diff", "diff_ci_low", "diff_ci_high")
+                )
+            )
+            verdict = _verdict(table, model, target)
+            lines.append(
+                f"| {label} | {DEEP_DESIGN_ANSWERS[label]} | {value} | {diff} | {verdict} | {r2} |"
+            )
+            reading.append(f"- {target}, {DEEP_DESIGN_ANSWERS[label]}: {verdict} ({diff}).")
+        summary.append(f"**{target}**\n\n" + "\n".join(lines))
+    skill = []
+    for target in data.targets:
+        r2 = [
+            _value(table, reference, target, "r2_region", c) for c in ("value", "ci_low", "ci_high")
+        ]
+        line = (
+            f"{target}: r2_region of the reference {_plain_interval(*r2)} (1 - its squared "
+            "error over that of each region's mean)"
+        )
+        if r2[2] < 0:
+            line += (
+                "; below 0, the reference predicts the size within a region worse than the "
+                "region mean does: under this budget MP2 has not learnt the region offsets yet, "
+                "and the differences above are between undertrained models"
+            )
+        skill.append(f"- {line}.")
+    sizes_line = "Trainable parameters: " + "; ".join(
+        f"{label} {n:,}" for label, n in sizes.items()
+    )
+    sections = [
+        Section(
+            "Summary",
+            [
+                *summary,
+                f"Each variant minus the reference ({reference}), paired over the same songs "
+                f"(95% song bootstrap); 'not distinguishable' where the interval of the "
+                f"{LEAD_METRIC} difference contains 0.",
+                sizes_line + ".",
+                "How much the reference learnt:\n\n" + "\n".join(skill),
+            ],
+        ),
+        Section("Reading", ["\n".join(reading)]),
+        Section("All models and variants", _tables(table)),
+    ]
+    method = [
+        *_method(ctx, data),
+        *_deep_budget(ctx.config, learner),
+        "variants: "
+        + "; ".join(
+            f"`encoder.pos_mode = {p}`, `conditioning = {c}` ({label})"
+            for label, p, c in DEEP_DESIGN_VARIANTS
+        )
+        + f"; everything else as `[models.{learner.spec.name}]` sets it. `concat` projects the "
+        "patches to `dim - pos_dim` channels and concatenates `pos_dim` positional channels (the "
+        "transformer keeps its width); `token` puts a learned region token of the encoder's "
+        "width beside [CLS] (one encoder pass per (clip, region), and a training unit per "
+        "(track, region) row), `joint` joins a region embedding to the pooled [CLS] output in "
+        "an MLP head (one pass per clip serves every region, a training unit per track)",
+        f"reference of the paired differences: {reference}, the design's default (fixed "
+        "beforehand); the baselines ran once, with the reference variant",
+        "MP3 is not varied: it starts from MP2's encoder and shares its `EncoderConfig`, so MP2 "
+        "answers the encoder question, and every MP3 variant would need its own MP2 first",
+    ]
+    return ExperimentResult(
+        "deep-design",
+        ctx.experiment.title,
+        ctx.experiment.question,
+        method,
+        sections,
+        tables={"all": table},
+    )
+
+
+def _deep_budget(config: BenchmarkConfig, run: ModelRun) -> list[str]:
+    """The page's lines on the tuning and training budget every variant shares."""
+    settings = _mp2_settings(run, config)
+    training = with_overrides(TrainingConfig(), settings.get("training"), f"{run.name} training")
+    inner = (
+        f"one song-grouped holdout of {config.validation_fraction:.0%} of the outer training part"
+        if config.inner_folds <= 1
+        else f"{config.inner_folds}-fold song-grouped inner split of the outer training part"
+    )
+    preset = load_config(config.profile)
+    preset_epochs = with_overrides(
+        TrainingConfig(),
+        deep_update(dict(run.spec.params), preset.model_params(run.spec.name)).get("training"),
+        f"{run.name} training",
+    ).epochs
+    budget = (config.n_folds, config.n_trials, training.epochs)
+    own = (preset.n_folds, preset.n_trials, preset_epochs)
+    note = (
+        []
+        if budget == own
+        else [
+            f"this budget is not the `{config.profile}` preset's ({own[0]} folds, {own[1]} "
+            f"trials per fold, at most {own[2]} epochs): the configuration sets it, and it is the "
+            "same for every variant"
+        ]
+    )
+    return [
+        *note,
+        f"tuning budget, the same for every variant: {config.n_trials} Optuna trials per outer "
+        f"fold ({config.n_folds} folds, {config.n_trials * config.n_folds} trials per variant) "
+        f"over the learning rate, weight decay and dropout "
+        f"(`{run.spec.estimator.__name__}.search_space`), scored on {inner}"
+        + (", with pruning" if config.pruning else ""),
+        f"training budget of every trial and fit: at most {training.epochs} epochs, "
+        + (
+            f"early stopping after {training.patience} epochs without improvement on "
+            f"{training.val_fraction:.0%} of the training songs"
+            if training.val_fraction > 0
+            else "no early stopping"
+        )
+        + f", batch size {training.batch_size}, a linear warm-up of {training.warmup_epochs:g} "
+        "epoch(s) then cosine decay",
+    ]
 
 
 # --- running and writing ------------------------------------------------------------------------

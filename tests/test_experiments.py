@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import synthetic_data, write_chart_files
+from helpers import synthetic_data, write_catalog, write_chart_files, write_synthetic_tables
 
 from musicpop.benchmark.cli import main as cli_main
 from musicpop.benchmark.config import load_config
@@ -19,6 +19,9 @@ from musicpop.benchmark.experiments import EXPERIMENTS, SeasonRule, seasonal_tra
 from musicpop.benchmark.runner import run_suite
 
 BIN = Path(sys.executable).parent
+TABULAR = [name for name in EXPERIMENTS if name != "deep-design"]
+"""The experiments the chart data dir below can run (deep-design needs spectrograms: its own
+test)."""
 
 
 def _entries(track: str, dates: list[str], streams: float = 1e6) -> pd.DataFrame:
@@ -117,7 +120,7 @@ min_child_samples = 3
 
 @pytest.fixture(scope="module")
 def experiments_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """``benchmark experiment all`` on two years of weekly charts of 3 regions, 6 of whose
+    """``benchmark experiment NAME`` for each tabular experiment on two years of weekly charts of 3 regions, 6 of whose
     tracks come back every December, with a 4-column descriptor table."""
     work = tmp_path_factory.mktemp("experiments")
     table = write_chart_files(
@@ -135,18 +138,20 @@ def experiments_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     steps = [
         ("ingest", "charts", "charts", "--data-dir", "data"),
         ("ingest", "features", "desc.csv", "--name", "desc", "--data-dir", "data"),
-        ("experiment", "all", "--data-dir", "data", "--config", "tiny.toml"),
+        *[("experiment", name, "--data-dir", "data", "--config", "tiny.toml") for name in TABULAR],
     ]
+    stdout = ""
     for step in steps:
         done = subprocess.run(
             [str(BIN / "benchmark"), *step], cwd=work, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return work, done.stdout
+        stdout += done.stdout if step[0] == "experiment" else ""
+    return work, stdout
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(EXPERIMENTS))
+@pytest.mark.parametrize("name", TABULAR)
 def test_every_experiment_writes_its_page_csv_and_mlflow_runs(
     experiments_run: tuple[Path, str], name: str
 ) -> None:
@@ -188,7 +193,7 @@ def test_every_experiment_writes_its_page_csv_and_mlflow_runs(
 def test_experiment_pages_answer_their_questions(experiments_run: tuple[Path, str]) -> None:
     work, _ = experiments_run
     pages = work / "results" / "data" / "experiments"
-    tidy = {name: pd.read_csv(pages / f"{name}.csv") for name in EXPERIMENTS}
+    tidy = {name: pd.read_csv(pages / f"{name}.csv") for name in TABULAR}
 
     regional = tidy["regions"][tidy["regions"]["table"] == "per region"]
     assert set(regional["region"]) == {"de", "gb", "us"}
@@ -222,3 +227,110 @@ def test_experiment_pages_answer_their_questions(experiments_run: tuple[Path, st
     season = (pages / "season.md").read_text()
     assert "6 of " in season and "charting tracks are seasonal" in season
     assert "On the seasonal rows" in season
+
+
+TINY_MP2 = {
+    "config": {
+        "encoder": {
+            "n_frames": 8,
+            "patch_size": 4,
+            "stride": 4,
+            "dim": 16,
+            "n_layers": 1,
+            "n_heads": 2,
+            "pos_dim": 8,
+        },
+        "region_dim": 8,
+        "head_hidden": 16,
+    },
+    "training": {"epochs": 2, "batch_size": 8, "val_fraction": 0.0, "cpu_threads": 1},
+    "augment": {"different_clip": False},
+}
+
+
+@pytest.mark.slow
+def test_deep_design_runs_four_mp2_variants_under_one_budget(tmp_path: Path) -> None:
+    """deep-design on a tiny data dir with spectrograms: the 2x2 variants of MP2 with the
+    configured settings, the same tuning budget and folds for each, page and CSV written."""
+    from mlflow import MlflowClient
+
+    from musicpop.benchmark.experiments import DEEP_DESIGN_VARIANTS, run_experiment
+    from musicpop.features import store
+    from musicpop.features.errors import DataError
+
+    data_dir = tmp_path / "data"
+    ids = write_synthetic_tables(data_dir, tracks=20, regions=2, clips=1, n_mels=8, seed=4)
+    write_catalog(data_dir, ids)
+    store.apply(data_dir)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = load_config(
+        "quick",
+        data_dir=data_dir,
+        dataset="deep",
+        suite="global_mean,region_mean,mp2",
+        n_folds=2,
+        n_trials=2,
+        bootstrap=100,
+        tracking_uri=tracking,
+        results_dir=tmp_path / "results",
+        models={"mp2": TINY_MP2},
+    )
+    result = run_experiment("deep-design", config)
+    labels = [label for label, _, _ in DEEP_DESIGN_VARIANTS]
+    assert list(result.variant_seconds) == labels
+
+    page = tmp_path / "results" / "deep" / "experiments" / "deep-design.md"
+    text = page.read_text()
+    assert "2 Optuna trials per outer fold (2 folds, 4 trials per variant)" in text
+    assert "at most 2 epochs" in text
+    assert "not the `quick` preset's (5 folds, 6 trials per fold, at most 60 epochs)" in text
+    tidy = pd.read_csv(page.with_suffix(".csv"))
+    lead = tidy[(tidy.metric == "spearman_region") & (tidy.target == "log1p_charted_sum")]
+    lead = lead.set_index("model")
+    reference = f"mp2 ({labels[0]})"
+    assert (lead["reference"] == reference).all()
+    summary = text.split("**log1p_charted_sum**")[1].split("**log1p_debut**")[0]
+    for label in labels[1:]:
+        row = lead.loc[f"mp2 ({label})"]
+        low, diff, high = row["diff_ci_low"], row["diff"], row["diff_ci_high"]
+        assert low <= diff <= high
+        verdict = "not distinguishable" if low <= 0 <= high else "better" if low > 0 else "worse"
+        (line,) = [ln for ln in summary.splitlines() if ln.startswith(f"| {label} |")]
+        assert f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] | {verdict} |" in line
+    assert {"global_mean", "region_mean"} <= set(lead.index)
+
+    # MLflow: each variant's MP2 ran every fold with its own settings and the same budget
+    client = MlflowClient(tracking_uri=tracking)
+    experiment = client.get_experiment_by_name("deep")
+    runs = client.search_runs([experiment.experiment_id], "tags.experiment = 'deep-design'")
+    parent = [r for r in runs if r.data.tags.get("role") == "experiment"]
+    assert len(parent) == 1
+    variants = {
+        r.info.run_id: r.data.tags["variant"]
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id
+    }
+    assert sorted(variants.values()) == sorted(labels)
+    everything = client.search_runs([experiment.experiment_id], max_results=1000)
+    children: dict[str, list] = {}
+    for r in everything:
+        children.setdefault(r.data.tags.get("mlflow.parentRunId", ""), []).append(r)
+    settings = {}
+    for variant_id, label in variants.items():
+        fold_runs = [
+            fold
+            for model in children[variant_id]
+            if model.info.run_name.startswith("mp2")
+            for fold in children.get(model.info.run_id, [])
+        ]
+        assert len(fold_runs) == 2
+        assert [f.data.metrics["optuna_trials"] for f in fold_runs] == [2.0, 2.0]
+        settings[label] = {
+            (f.data.params["config.encoder.pos_mode"], f.data.params["config.conditioning"])
+            for f in fold_runs
+        }
+    assert settings == {label: {(pos, cond)} for label, pos, cond in DEEP_DESIGN_VARIANTS}
+
+    without = load_config("quick", data_dir=data_dir, suite="region_mean", tracking_uri=tracking)
+    with pytest.raises(DataError, match="varies MP2 on log-mel clips"):
+        run_experiment("deep-design", without)
