@@ -708,10 +708,16 @@ def build_parser() -> argparse.ArgumentParser:
         "experiment",
         _cmd_experiment,
         "run one of the design's questions as an experiment (regions, null-policy, grouping, "
-        "horizon, season) on a data dir; writes results/<dataset>/experiments/NAME.md",
+        "horizon, season, deep-design) on a data dir; writes "
+        "results/<dataset>/experiments/NAME.md",
         epilog="see docs/experiments.md; `benchmark experiment --list` names them",
     )
-    p.add_argument("name", nargs="?", default=None, help="experiment name, or all")
+    p.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="experiment name, or all (skips those the suite cannot run, with the reason)",
+    )
     p.add_argument("--list", action="store_true", help="list the experiments and their questions")
     p.add_argument(
         "--data-dir",

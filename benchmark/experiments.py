@@ -1380,6 +1380,20 @@ def _deep_budget(config: BenchmarkConfig, run: ModelRun) -> list[str]:
 # --- running and writing ------------------------------------------------------------------------
 
 
+def not_applicable(name: str, config: BenchmarkConfig) -> str | None:
+    """Why experiment ``name`` cannot run on ``config``'s suite (None when it can).
+
+    ``benchmark experiment all`` skips such an experiment with this reason instead of stopping
+    after the others (deep-design needs an MP2 on log-mel clips, which a data dir of descriptor
+    tables alone does not have).
+    """
+    if name == "deep-design" and not any(
+        _spectrogram_mp2(run, config) for run in select_runs(config)
+    ):
+        return f"suite {config.suite!r} has no MP2 on log-mel clips (add --suite ...,mp2)"
+    return None
+
+
 def experiment_names() -> list[str]:
     """The registered experiments, in registration order."""
     return list(EXPERIMENTS)
@@ -1462,6 +1476,7 @@ __all__ = [
     "Section",
     "experiment_names",
     "experiment_path",
+    "not_applicable",
     "register_experiment",
     "run_experiment",
     "seasonal_tracks",

@@ -351,7 +351,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
 
 def experiments_from_cli(args: argparse.Namespace) -> int:
     """``benchmark experiment NAME``: prepare the data dir like ``benchmark run``, then run."""
-    from .experiments import EXPERIMENTS, experiment_names, run_experiment
+    from .experiments import EXPERIMENTS, experiment_names, not_applicable, run_experiment
 
     if args.list or not args.name:
         for experiment in EXPERIMENTS.values():
@@ -365,6 +365,12 @@ def experiments_from_cli(args: argparse.Namespace) -> int:
             f"unknown experiment {unknown[0]!r}; known: {', '.join(EXPERIMENTS)} or all"
         )
     config = config_from_args(args)
+    if args.name == "all":
+        for name in list(names):
+            reason = not_applicable(name, config)
+            if reason:
+                print(f"[{name}] skipped: {reason}")
+                names.remove(name)
     if not config.data_dir.is_dir():
         raise DataError(
             f"{config.data_dir}: data dir not found; ingest charts and features first "

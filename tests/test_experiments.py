@@ -15,7 +15,7 @@ from helpers import synthetic_data, write_catalog, write_chart_files, write_synt
 
 from musicpop.benchmark.cli import main as cli_main
 from musicpop.benchmark.config import load_config
-from musicpop.benchmark.experiments import EXPERIMENTS, SeasonRule, seasonal_tracks
+from musicpop.benchmark.experiments import EXPERIMENTS, SeasonRule, not_applicable, seasonal_tracks
 from musicpop.benchmark.runner import run_suite
 
 BIN = Path(sys.executable).parent
@@ -334,3 +334,18 @@ def test_deep_design_runs_four_mp2_variants_under_one_budget(tmp_path: Path) -> 
     without = load_config("quick", data_dir=data_dir, suite="region_mean", tracking_uri=tracking)
     with pytest.raises(DataError, match="varies MP2 on log-mel clips"):
         run_experiment("deep-design", without)
+
+
+def test_all_skips_deep_design_without_a_spectrogram_mp2(tmp_path: Path) -> None:
+    """`experiment all` on a data dir of descriptor tables runs the tabular experiments and says
+    why it leaves deep-design out; with MP2 on log-mel clips in the suite nothing is skipped."""
+    tabular = load_config("quick", data_dir=tmp_path, suite="classical")
+    reason = not_applicable("deep-design", tabular)
+    assert reason is not None and "classical" in reason and "mp2" in reason
+    assert all(
+        not_applicable(name, tabular) is None for name in EXPERIMENTS if name != "deep-design"
+    )
+    deep = load_config("quick", data_dir=tmp_path, suite="global_mean,region_mean,mp2")
+    assert not_applicable("deep-design", deep) is None
+    musicnn_only = load_config("quick", data_dir=tmp_path, suite="mp2_musicnn")
+    assert not_applicable("deep-design", musicnn_only) is not None
