@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .data import BenchmarkData
-from .metrics import METRICS, SongBootstrap
+from .metrics import METRICS, SongBootstrap, percentile_interval
 
 FEATURE_SET = "musicnn"
 """The feature set whose tags the section reads."""
@@ -63,14 +63,6 @@ def vocal_groups(tags: pd.DataFrame) -> pd.Series:
     vocals = 1.0 - np.prod(1.0 - tags[list(VOCAL_TAGS)].to_numpy(dtype=float), axis=1)
     instrumental = tags[INSTRUMENTAL_TAG].to_numpy(dtype=float) >= vocals
     return pd.Series(np.where(instrumental, *GROUPS), index=tags.index, name="group")
-
-
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if len(finite) == 0:
-        return float("nan"), float("nan")
-    low, high = np.percentile(finite, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def _group_means(
@@ -134,7 +126,7 @@ def instrumental_table(
     def add(
         group: str, target: str, statistic: str, point: float, draws: np.ndarray, mask: np.ndarray
     ) -> None:
-        low, high = _interval(draws)
+        low, high = percentile_interval(draws)
         rows.append(
             {
                 "group": group,

@@ -563,7 +563,8 @@ def _resampled(
     return point, (np.concatenate(blocks) if blocks else np.empty(0))
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap draws (NaN draws ignored; NaN when none is left)."""
     finite = values[np.isfinite(values)]
     if len(finite) == 0:
         return float("nan"), float("nan")
@@ -668,7 +669,7 @@ def evaluate(
                     metric, y_true, y_pred, region_codes[rows], fold_codes[model][rows], boot, rows
                 )
                 samples[(model, target, metric.name)] = resampled
-                low, high = _interval(resampled)
+                low, high = percentile_interval(resampled)
                 records.append(
                     {
                         "model": model,
@@ -737,7 +738,7 @@ def _add_paired(
                 (table.model == ref) & (table.target == row.target) & (table.metric == row.metric),
                 "value",
             ].iloc[0]
-            low, high = _interval(samples[key] - samples[ref_key])
+            low, high = percentile_interval(samples[key] - samples[ref_key])
             refs.append(ref)
             diffs.append(row.value - ref_value)
             lows.append(low)

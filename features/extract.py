@@ -64,7 +64,7 @@ from .feature_sets import (
     encode_array,
     feature_sets,
 )
-from .layout import DataLayout, atomic_file
+from .layout import DataLayout, atomic_file, file_sha256
 
 #: Bump when the extraction machinery (decoding, caching) changes: invalidates every cache entry.
 EXTRACT_VERSION = 2
@@ -438,14 +438,6 @@ class ExtractionCache:
         return self.path(key).exists() and self.load(key) is None
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- inputs -----------------------------------------------------------------------------------
 
 
@@ -703,7 +695,7 @@ def extract_features(
         )
     ):
         try:
-            sha = _file_sha256(path)
+            sha = file_sha256(path)
         except OSError as exc:
             shas.append(None)
             clip_errors[i] = {

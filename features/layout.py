@@ -327,6 +327,15 @@ _VERIFIED: dict[tuple[str, int, int], str] = {}
 """Files verified by this process: (path, size, mtime_ns) -> checksum (read once, trusted)."""
 
 
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks), as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def file_checksum(path: Path) -> str | None:
     """The checksum stored in a Parquet file's footer, after checking it against the bytes.
 

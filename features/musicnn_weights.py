@@ -46,6 +46,7 @@ from torch import nn
 
 from ..models.musicnn import Musicnn, MusicnnConfig, MusicnnVGG, MusicnnVGGConfig
 from .errors import DataError
+from .layout import file_sha256
 from .tf_checkpoint import read_index, read_tensors
 
 #: Bumped whenever the conversion changes what it writes; part of the cache's validity check.
@@ -170,14 +171,6 @@ def _record_hashes() -> dict[str, str]:
     return hashes
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def checkpoint_prefix(model: str) -> Path:
     """The checkpoint prefix of ``model`` inside the installed ``musicnn`` package.
 
@@ -208,7 +201,7 @@ def checkpoint_prefix(model: str) -> Path:
         if not path.is_file():
             raise DataError(f"{path}: checkpoint file missing; reinstall with {INSTALL_HINT}")
         expected = recorded.get(path.resolve().as_posix())
-        if expected is not None and _sha256(path) != expected:
+        if expected is not None and file_sha256(path) != expected:
             raise DataError(
                 f"{path}: differs from the file the musicnn wheel installed (sha256); "
                 f"reinstall with {INSTALL_HINT}"
@@ -361,7 +354,7 @@ def cache_dir(path: Path | str | None = None) -> Path:
 def _source_sha256(prefix: Path) -> str:
     h = hashlib.sha256()
     for name in (".index", ".data-00000-of-00001"):
-        h.update(_sha256(prefix / name).encode())
+        h.update(file_sha256(prefix / name).encode())
     return h.hexdigest()
 
 
@@ -375,7 +368,7 @@ def _cached_sha256(weights: Path, record: Path, source: str) -> str | None:
         return None
     if meta.get("converter_version") != CONVERTER_VERSION or meta.get("source_sha256") != source:
         return None
-    digest = _sha256(weights)
+    digest = file_sha256(weights)
     return digest if digest == meta.get("sha256") else None
 
 
@@ -433,7 +426,7 @@ def weights_file(model: str = "MSD_musicnn", cache: Path | str | None = None) ->
         metadata = {"musicpop": json.dumps(provenance, sort_keys=True)}
         try:
             _write_atomic(weights, lambda p: save_file(state, p, metadata=metadata))
-            digest = _sha256(weights)
+            digest = file_sha256(weights)
             meta = {
                 "model": model,
                 "sha256": digest,

@@ -44,7 +44,6 @@ first chart date, so point-in-time joins at the debut see the values.
 from __future__ import annotations
 
 import csv
-import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,7 +59,7 @@ from .errors import DataError
 from .extract import event_timestamps
 from .feature_sets import FEATURE_SETS, INGESTED, TABULAR
 from .identifiers import parse_track_ids
-from .layout import DataLayout
+from .layout import DataLayout, file_sha256
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 """A feature-set name: lower case, digits and underscores (it names a Feast view and service)."""
@@ -184,15 +183,6 @@ class FeatureTableReport:
             )
         lines.append("next: benchmark store apply (benchmark run does it for you)")
         return "\n".join(lines)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_table(path: Path, id_column: str) -> tuple[pd.DataFrame, list[int], str]:
@@ -552,7 +542,6 @@ def ingest_feature_table(
 __all__ = [
     "FeatureTableReport",
     "Problem",
-    "file_sha256",
     "ingest_feature_table",
     "validate_feature_table",
 ]

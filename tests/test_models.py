@@ -206,7 +206,9 @@ def test_presets_match_the_brief() -> None:
     assert mp3 == mp2
     quick = MP2Config().encoder
     assert quick.dim < 128 and quick.n_layers <= 3
-    assert load_config("quick").model_params("mp2") == {}
+    # the quick preset keeps the dataclass sizes; it sets only when training stops
+    quick_mp2 = load_config("quick").model_params("mp2")
+    assert "config" not in quick_mp2 and set(quick_mp2) <= {"training"}
 
 
 OFF = AugmentConfig(time_mask=0, freq_mask=0, roll=False, different_clip=False)

@@ -19,7 +19,6 @@ existing file is never overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioError, check_audio, decode_audio
-from ..layout import CollectLayout
+from ..layout import CollectLayout, file_sha256
 
 NATIVE_FORMATS = ("mp3", "ogg", "flac", "wav")
 """Formats stored as downloaded (our decoder reads them)."""
@@ -81,14 +80,6 @@ def sniff_audio(head: bytes) -> str | None:
         if layer != 0 and version != 0b01:  # MPEG audio frame: layer and version not reserved
             return "mp3"
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _decode_with_essentia(path: Path) -> tuple[np.ndarray, int]:
@@ -180,7 +171,7 @@ def store_clip(
         target = layout.clip(track_id, ext)
         if target.exists() or any(layout.audio_dir.glob(f"{track_id}.*")):
             raise ClipRejected(f"{target.parent}/{track_id}.*: a clip already exists; kept it")
-        sha = download_sha256 if ext == kind else _sha256(part)
+        sha = download_sha256 if ext == kind else file_sha256(part)
         os.replace(part, target)
         return StoredClip(target, kind, sha, download_sha256, seconds)
     finally:
