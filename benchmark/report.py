@@ -674,10 +674,30 @@ def summary_table(results: Results) -> pd.DataFrame:
     return table.reindex(columns=SUMMARY_COLUMNS)
 
 
+def predictions_table(results: Results, data: BenchmarkData) -> pd.DataFrame:
+    """Every row's truth and every model's out-of-fold prediction of the scalar targets.
+
+    One row per (track, region) of the run: ``track_id``, ``song_id``, ``region``, ``test_fold``,
+    the true value of each target, and ``<model>:<target>`` for each model's prediction (NaN where
+    a model has none), so that every metric of the summary can be recomputed without MLflow.
+    """
+    frame = data.frame
+    table = frame[["track_id", "song_id", "region"]].copy()
+    table["test_fold"] = results.split["test_fold"].to_numpy()
+    for target in data.targets:
+        table[target] = frame[target].to_numpy()
+    for name, predicted in results.predictions.items():
+        for target in data.targets:
+            if target in predicted.columns:
+                table[f"{name}:{target}"] = predicted[target].reindex(frame.index).to_numpy()
+    return table
+
+
 def write_report(
     results: Results, data: BenchmarkData, timings: Sequence[Mapping[str, Any]] = ()
 ) -> Path:
-    """Write ``results_dir/<dataset>/``: summary.csv, split.csv, plots, summary.md, report.html.
+    """Write ``results_dir/<dataset>/``: summary.csv, split.csv, predictions.csv, plots, summary.md,
+    report.html.
 
     Parameters
     ----------
@@ -705,6 +725,7 @@ def write_report(
     elif stale.exists():
         stale.unlink()
     write_text_atomic(out / "split.csv", results.split.to_csv(index=False))
+    write_text_atomic(out / "predictions.csv", predictions_table(results, data).to_csv(index=False))
     plots = write_plots(results, data, out)
     render_pages(results, data, plots, timings)
     return out

@@ -126,6 +126,31 @@ def test_report_files(signal_run: Results) -> None:
     assert "region_mean" in table and "spearman" in table and "[" in table
 
 
+def test_predictions_csv_recomputes_the_headline_metrics(signal_run: Results) -> None:
+    """predictions.csv holds what an outside reader needs: the within-region metrics recomputed
+    from it with scipy and numpy alone match summary.csv."""
+    from scipy.stats import spearmanr
+
+    out = signal_run.results_dir
+    assert out is not None
+    rows = pd.read_csv(out / "predictions.csv")
+    summary = pd.read_csv(out / "summary.csv").set_index(["model", "target", "metric"])
+    assert len(rows) == len(signal_run.split) and (rows["test_fold"] >= 0).all()
+    for target in ("log1p_charted_sum", "log1p_debut"):
+        truth, pred = rows[target], rows[f"{LIGHTGBM}:{target}"]
+        # Spearman in every (fold, region) cell, averaged with weights proportional to its rows
+        cells = [
+            (spearmanr(part[target], part[f"{LIGHTGBM}:{target}"])[0], len(part))
+            for _, part in rows.groupby(["test_fold", "region"])
+        ]
+        rho = np.average([c for c, _ in cells], weights=[n for _, n in cells])
+        assert rho == pytest.approx(summary.loc[(LIGHTGBM, target, "spearman_region"), "value"])
+        # 1 - SSE / squared deviations from each region's mean truth
+        centred = truth - truth.groupby(rows["region"]).transform("mean")
+        r2 = 1 - ((truth - pred) ** 2).sum() / (centred**2).sum()
+        assert r2 == pytest.approx(summary.loc[(LIGHTGBM, target, "r2_region"), "value"])
+
+
 def test_temporal_split_run(tmp_path: Path, signal_data: BenchmarkData, tracking_uri: str) -> None:
     config = small_config(
         tmp_path, tracking_uri, suite="global_mean,region_mean", split="temporal", bootstrap=50
