@@ -73,9 +73,16 @@ class ControlResult:
     metric: str
 
     def rates(self) -> pd.DataFrame:
-        """False-win and false-loss rates per pair kind with Clopper-Pearson 95% intervals."""
+        """False-win and false-loss rates per pair kind with Clopper-Pearson 95% intervals.
+
+        With more than one kind of pair, an ``all`` row pools them (every pair of the run is of
+        equal expected skill only on a null dataset; on other data read the ``permuted`` rows).
+        """
         rows = []
-        for pair, group in self.comparisons.groupby("pair", sort=False):
+        groups = list(self.comparisons.groupby("pair", sort=False))
+        if len(groups) > 1:
+            groups.append(("all", self.comparisons))
+        for pair, group in groups:
             n = len(group)
             for outcome, hits in (
                 ("false win", int((group["diff_ci_low"] > 0).sum())),
@@ -86,6 +93,24 @@ class ControlResult:
                     {"pair": pair, "outcome": outcome, "count": hits, "n": n, "rate": hits / n}
                     | {"ci_low": low, "ci_high": high}
                 )
+        return pd.DataFrame(rows)
+
+    def mean_differences(self) -> pd.DataFrame:
+        """Mean paired difference (second - first) per pair kind and target over the seeds, with
+        a 95% t interval over seeds: equal skill means 0, whatever the width of each interval."""
+        rows = []
+        for (pair, target), group in self.comparisons.groupby(["pair", "target"], sort=False):
+            diffs = group["diff"].to_numpy(dtype=float)
+            n, mean = len(diffs), float(np.mean(diffs))
+            half = (
+                float(stats.t.ppf(0.975, n - 1) * np.std(diffs, ddof=1) / np.sqrt(n))
+                if n > 1
+                else float("nan")
+            )
+            rows.append(
+                {"pair": pair, "target": target, "seeds": n, "mean": mean}
+                | {"ci_low": mean - half, "ci_high": mean + half}
+            )
         return pd.DataFrame(rows)
 
     def markdown(self, title: str) -> str:
@@ -105,6 +130,21 @@ class ControlResult:
             lines.append(
                 f"| {r.pair} | {r.outcome} | {r.count} | {r.n} | "
                 f"{r.rate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] |"
+            )
+        lines += [
+            "",
+            "## Mean difference over seeds",
+            "",
+            "Equal skill means a mean of 0; the 95% t interval is over seeds (each seed a new "
+            "split, tuning and permutation of the same rows).",
+            "",
+            "| pair | target | seeds | mean (second - first) [95% interval] |",
+            "|---|---|---|---|",
+        ]
+        for r in self.mean_differences().itertuples():
+            lines.append(
+                f"| {r.pair} | {r.target} | {r.seeds} | "
+                f"{r.mean:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] |"
             )
         lines += ["", "## Every comparison", "", _markdown(self.comparisons), ""]
         return "\n".join(lines)
