@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import SYNTHETIC_SET, synthetic_data
 
@@ -53,3 +54,27 @@ def test_control_finds_the_planted_signal_and_no_difference_between_permutations
     assert rates.loc[("null", "false win"), "count"] == 2
     assert rates.loc[("permuted", "false win"), "n"] == 2
     assert "| permuted | false win |" in result.markdown("control")
+
+
+def test_rates_pool_the_pairs_and_means_have_t_intervals() -> None:
+    from musicpop.benchmark.control import ControlResult
+
+    rows = []
+    for seed in range(10):
+        for pair, shift in (("permuted", 0.0), ("null", -0.2)):
+            diff = shift + (0.05 if seed % 2 else -0.05)
+            rows.append(
+                {"seed": seed, "pair": pair, "target": "y", "first": "a", "second": "b"}
+                | {"diff": diff, "diff_ci_low": diff - 0.1, "diff_ci_high": diff + 0.1}
+            )
+    result = ControlResult(pd.DataFrame(rows), "spearman_region")
+    rates = result.rates().set_index(["pair", "outcome"])
+    # null: every interval [-0.35, -0.05] or [-0.25, -0.05] is below 0, none above
+    assert rates.loc[("null", "false loss"), "count"] == 10
+    assert rates.loc[("all", "false loss"), "count"] == 10
+    assert rates.loc[("all", "false win"), "n"] == 20
+    means = result.mean_differences().set_index("pair")
+    assert means.loc["permuted", "mean"] == pytest.approx(0.0, abs=1e-12)
+    assert means.loc["permuted", "ci_low"] < 0 < means.loc["permuted", "ci_high"]
+    assert means.loc["null", "ci_high"] < 0  # a systematic difference is outside its interval
+    assert "## Mean difference over seeds" in result.markdown("t")
