@@ -283,7 +283,12 @@ def test_deep_design_runs_four_mp2_variants_under_one_budget(tmp_path: Path) -> 
     text = page.read_text()
     assert "2 Optuna trials per outer fold (2 folds, 4 trials per variant)" in text
     assert "at most 2 epochs" in text
-    assert "not the `quick` preset's (5 folds, 6 trials per fold, at most 60 epochs)" in text
+    quick = load_config("quick")
+    epochs = quick.model_params("mp2").get("training", {}).get("epochs", 60)
+    assert (
+        f"not the `quick` preset's ({quick.n_folds} folds, {quick.n_trials} trials per fold, "
+        f"at most {epochs} epochs)"
+    ) in text
     tidy = pd.read_csv(page.with_suffix(".csv"))
     lead = tidy[(tidy.metric == "spearman_region") & (tidy.target == "log1p_charted_sum")]
     lead = lead.set_index("model")
