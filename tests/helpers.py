@@ -311,3 +311,21 @@ def write_clip_tables(data_dir: Path, clips: list[tuple[str, int, Path]]) -> Non
             }
         )
     )
+
+
+def save_tiny_ast(folder: Path, **overrides: int) -> Path:
+    """A tiny random AST (``transformers``), saved with ``save_pretrained`` into ``folder``."""
+    import torch
+    from transformers import ASTConfig, ASTModel
+
+    torch.manual_seed(0)
+    settings = {
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "frequency_stride": 16,
+        "time_stride": 16,
+    }
+    ASTModel(ASTConfig(**(settings | overrides))).save_pretrained(folder)
+    return folder

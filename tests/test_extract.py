@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from helpers import write_tone_clip
 
 from musicpop.benchmark.cli import main as cli_main
 from musicpop.features.audio import load_audio
@@ -40,13 +41,7 @@ def _track(i: int) -> str:
 
 
 def _clip(path: Path, seconds: float = 2.0, freq: float = 330.0, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    wave = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))
-    signal = (wave + 0.05 * rng.normal(size=t.size)).astype(np.float32)
-    fmt = {".mp3": "MP3", ".ogg": "OGG", ".flac": "FLAC", ".wav": "WAV"}[path.suffix]
-    sf.write(path, signal, RATE, format=fmt)
-    return path
+    return write_tone_clip(path, seconds, freq, seed, rate=RATE)
 
 
 def _write_tables(

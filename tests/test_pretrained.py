@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import ASTConfig, ASTModel
+from helpers import save_tiny_ast
+from transformers import ASTModel
 
 from musicpop.benchmark.data import BenchmarkData, FeatureInputs
 from musicpop.benchmark.instrumental import instrumental_table, vocal_groups
@@ -290,24 +291,8 @@ def test_fine_tuning_musicnn_moves_its_weights_at_a_lower_rate() -> None:
     assert np.isfinite(tuned.predict(X).to_numpy()).all()
 
 
-def _tiny_ast(folder: Path) -> Path:
-    torch.manual_seed(0)
-    config = ASTConfig(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_length=64,
-        num_mel_bins=32,
-        frequency_stride=16,
-        time_stride=16,
-    )
-    ASTModel(config).save_pretrained(folder)
-    return folder
-
-
 def test_ast_backbone_from_a_local_checkpoint(tmp_path: Path) -> None:
-    folder = _tiny_ast(tmp_path / "ast")
+    folder = save_tiny_ast(tmp_path / "ast", max_length=64, num_mel_bins=32)
     rng = np.random.default_rng(2)
     X = _rows({t: [rng.normal(size=(3, 64, 32)).astype(np.float16)] for t in ("a", "b", "c")})
     y = pd.DataFrame(

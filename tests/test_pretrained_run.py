@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-from transformers import ASTConfig, ASTModel
+from helpers import save_tiny_ast
+from transformers import ASTModel
 
 from musicpop.features.ast_checkpoint import state_sha256
 from musicpop.features.musicnn_weights import load_tagger
@@ -133,16 +133,7 @@ def test_musicnn_probe_and_mp2_on_frozen_musicnn(work: tuple[Path, dict[str, str
 def test_mp2_fine_tunes_an_ast_saved_in_a_folder(work: tuple[Path, dict[str, str]]) -> None:
     root, env = work
     checkpoint = root / "tiny-ast"
-    torch.manual_seed(0)
-    config = ASTConfig(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        frequency_stride=16,
-        time_stride=16,
-    )
-    ASTModel(config).save_pretrained(checkpoint)
+    save_tiny_ast(checkpoint)
     (root / "ast.toml").write_text(TINY + MP2_AST.format(checkpoint=checkpoint))
     run = _cli("run", "--suite", "mp2_ast", "--config", "ast.toml", cwd=root, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
