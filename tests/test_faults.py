@@ -182,15 +182,16 @@ def test_two_concurrent_ingests_give_exactly_the_union(shared_data: Path, tmp_pa
     second = [weekly / r for r in ("jp", "br", "mx")]
     data = tmp_path / "concurrent"
     layout = DataLayout(data)
+    errs = [tmp_path / f"ingest{i}.err" for i in range(2)]
     with layout.writing("test"):  # both start while the lock is held, so both must wait
         runs = [
             subprocess.Popen(
                 [*CLI, "ingest", "charts", *map(str, paths), "--data-dir", str(data)],
                 stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stderr=err.open("w"),
                 text=True,
             )
-            for paths in (first, second)
+            for paths, err in zip((first, second), errs, strict=True)
         ]
         refused = subprocess.run(
             [*CLI, "ingest", "charts", str(first[0]), "--data-dir", str(data), "--no-wait"],
@@ -199,11 +200,16 @@ def test_two_concurrent_ingests_give_exactly_the_union(shared_data: Path, tmp_pa
             timeout=120,
         )
         _one_line_error(refused.returncode, refused.stderr, "another benchmark command is writing")
-        assert all(run.poll() is None for run in runs)  # waiting, not failed
+        # hold the lock until both have reached it and said that they wait (a busy machine may
+        # still be importing them when the refused one is done)
+        deadline = time.monotonic() + 120
+        while not all("waiting for another command writing" in e.read_text() for e in errs):
+            assert all(run.poll() is None for run in runs)  # waiting, not failed
+            assert time.monotonic() < deadline, "the ingests never said that they wait"
+            time.sleep(0.1)
     outputs = [run.communicate(timeout=300) for run in runs]
-    for run, (_, err) in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, err
-        assert "waiting for another command writing" in err
+    for run, err in zip(runs, errs, strict=True):
+        assert run.returncode == 0, err.read_text()
 
     reference = tmp_path / "one_after_the_other"
     ingest_charts(first, reference, progress=False)
