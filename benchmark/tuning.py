@@ -32,6 +32,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -213,12 +214,56 @@ def _open_study(
     return study
 
 
+def _fail_trials_without_heartbeat(study: Any) -> None:
+    """FAIL the RUNNING trials that never recorded a heartbeat within the grace period.
+
+    Optuna's heartbeat fails a dead worker's trial only once that trial has recorded a heartbeat.
+    A worker killed between creating a trial and its heartbeat thread's first record (a few
+    milliseconds) leaves the trial RUNNING for ever, and every other worker of the study would
+    wait for it (seen in ``test_a_killed_workers_trial_is_failed_and_its_budget_run_again``).
+    A live worker records its first heartbeat as soon as the trial starts, so a trial without
+    one after the grace period (two heartbeat intervals, Optuna's default) is dead.
+    """
+    storage = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.heartbeat_interval is None:
+        return
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    grace = timedelta(seconds=storage.grace_period or 2 * storage.heartbeat_interval)
+    session = storage.scoped_session()
+    try:
+        # the database's clock, as Optuna's own stale-trial check uses (naive, like the trials)
+        now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+        running = (
+            session.query(models.TrialModel)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(models.TrialModel.study_id == study._study_id)
+            .all()
+        )
+        dead = [
+            trial.trial_id
+            for trial in running
+            if not trial.heartbeats
+            and trial.datetime_start is not None
+            and now - trial.datetime_start > grace
+        ]
+    finally:
+        session.close()
+    for trial_id in dead:
+        try:
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            pass  # another worker failed it first
+
+
 def _counted(study: Any) -> tuple[int, int]:
     """(trials that use the budget: finished or running, of which running or waiting)."""
     state = TrialState
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a dead worker's trials: FAIL, budget freed
+    _fail_trials_without_heartbeat(study)  # ... and those it died before its first heartbeat
     trials = study.get_trials(
         deepcopy=False, states=(state.COMPLETE, state.PRUNED, state.RUNNING, state.WAITING)
     )

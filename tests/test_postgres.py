@@ -355,6 +355,31 @@ def test_a_killed_workers_trial_is_failed_and_its_budget_run_again(
     assert len({t.user_attrs["worker"] for t in trials}) == 2
 
 
+@pytest.mark.slow
+def test_a_trial_left_running_before_its_first_heartbeat_is_failed(
+    tmp_path: Path, postgres_db: PostgresDatabase, tracking_uri: str
+) -> None:
+    """A worker killed between creating its trial and its first heartbeat leaves a RUNNING trial
+    that Optuna's stale-trial check never fails (it has no heartbeat to be stale); the other
+    workers must not wait for it for ever (they did: a run of the test above hung)."""
+    import optuna
+    from helpers import synthetic_data
+
+    from musicpop.benchmark.metrics import METRICS
+    from musicpop.benchmark.runner import run_suite
+
+    config = _synthetic_config(tmp_path, postgres_db, tracking_uri, n_trials=4, optuna_heartbeat=1)
+    direction = "maximize" if METRICS[config.tune_metric].maximize else "minimize"
+    study = optuna.create_study(
+        study_name="named.lightgbm[synthetic].fold0", storage=postgres_db.url, direction=direction
+    )
+    study.ask()  # RUNNING, and no heartbeat was ever recorded for it
+    run_suite(config, synthetic_data(n_songs=60, n_features=4, seed=2))
+    states = [t.state.name for t in study.trials]
+    assert states.count("FAIL") == 1 and "RUNNING" not in states
+    assert sum(state in ("COMPLETE", "PRUNED") for state in states) == 4
+
+
 # --- Feast: registry, offline store and online store on PostgreSQL -----------------------------
 
 
