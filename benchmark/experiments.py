@@ -162,19 +162,26 @@ class Experiment:
         The design question it answers (one or two sentences).
     run : Callable[[ExperimentContext], ExperimentResult]
         Runs the variants and builds the result.
+    unavailable : Callable[[BenchmarkConfig], str | None] or None
+        Why the experiment cannot run on a configuration's suite (None when it can);
+        ``benchmark experiment all`` skips it with that reason.
     """
 
     name: str
     title: str
     question: str
     run: Callable[[ExperimentContext], ExperimentResult]
+    unavailable: Callable[[BenchmarkConfig], str | None] | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
 def register_experiment(
-    name: str, title: str, question: str
+    name: str,
+    title: str,
+    question: str,
+    unavailable: Callable[[BenchmarkConfig], str | None] | None = None,
 ) -> Callable[[Callable[[ExperimentContext], ExperimentResult]], Experiment]:
     """Decorator: register the function as experiment ``name``.
 
@@ -186,6 +193,8 @@ def register_experiment(
         Page title.
     question : str
         The design question it answers.
+    unavailable : Callable, optional
+        Config -> why the experiment cannot run on its suite, or None (see :class:`Experiment`).
 
     Returns
     -------
@@ -194,7 +203,7 @@ def register_experiment(
     """
 
     def wrap(function: Callable[[ExperimentContext], ExperimentResult]) -> Experiment:
-        EXPERIMENTS[name] = Experiment(name, title, question, function)
+        EXPERIMENTS[name] = Experiment(name, title, question, function, unavailable)
         return EXPERIMENTS[name]
 
     return wrap
@@ -1197,6 +1206,13 @@ def _verdict(table: pd.DataFrame, model: str, target: str, metric: str = LEAD_ME
     return "not distinguishable"
 
 
+def _without_spectrogram_mp2(config: BenchmarkConfig) -> str | None:
+    """Why deep-design cannot run on the suite: it has no MP2 on log-mel clips (None: it has)."""
+    if any(_spectrogram_mp2(run, config) for run in select_runs(config)):
+        return None
+    return f"suite {config.suite!r} has no MP2 on log-mel clips (add --suite ...,mp2)"
+
+
 @register_experiment(
     "deep-design",
     "Deep design: positions added or concatenated, the region as a token or in the head",
@@ -1204,16 +1220,15 @@ def _verdict(table: pd.DataFrame, model: str, target: str, metric: str = LEAD_ME
     "embeddings added to the patch embeddings (AST) or concatenated to them, and does the region "
     "enter as a learned token beside [CLS] (read with the audio) or as an embedding joined to "
     "the pooled [CLS] vector in the head? Which is better, under the same tuning budget?",
+    unavailable=_without_spectrogram_mp2,
 )
 def deep_design_experiment(ctx: ExperimentContext) -> ExperimentResult:
     """MP2 in the 2x2 variants (``pos_mode`` x ``conditioning``), the same folds and budget."""
-    learners = [run for run in ctx.runs if _spectrogram_mp2(run, ctx.config)]
-    if not learners:
-        raise DataError(
-            f"the deep-design experiment varies MP2 on log-mel clips; suite {ctx.config.suite!r} "
-            "has none: run it with --suite global_mean,region_mean,mp2 (or deep, all)"
-        )
-    learner = learners[0]  # the suite's first MP2 on log-mel clips
+    reason = _without_spectrogram_mp2(ctx.config)
+    if reason:
+        raise DataError(f"the deep-design experiment varies MP2 on log-mel clips; {reason}")
+    # the suite's first MP2 on log-mel clips
+    learner = next(run for run in ctx.runs if _spectrogram_mp2(run, ctx.config))
     runs = [*ctx.baselines, learner]
     data = load_benchmark_data(ctx.config, runs)
     base = _mp2_settings(learner, ctx.config)
@@ -1385,13 +1400,10 @@ def not_applicable(name: str, config: BenchmarkConfig) -> str | None:
 
     ``benchmark experiment all`` skips such an experiment with this reason instead of stopping
     after the others (deep-design needs an MP2 on log-mel clips, which a data dir of descriptor
-    tables alone does not have).
+    tables alone does not have): the experiment's registered ``unavailable`` check.
     """
-    if name == "deep-design" and not any(
-        _spectrogram_mp2(run, config) for run in select_runs(config)
-    ):
-        return f"suite {config.suite!r} has no MP2 on log-mel clips (add --suite ...,mp2)"
-    return None
+    unavailable = EXPERIMENTS[name].unavailable
+    return unavailable(config) if unavailable else None
 
 
 def experiment_names() -> list[str]:

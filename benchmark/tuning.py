@@ -228,6 +228,7 @@ def _fail_trials_without_heartbeat(study: Any) -> None:
     if not isinstance(storage, optuna.storages.RDBStorage) or storage.heartbeat_interval is None:
         return
     import sqlalchemy
+    import sqlalchemy.orm
     from optuna.storages._rdb import models
 
     grace = timedelta(seconds=storage.grace_period or 2 * storage.heartbeat_interval)
@@ -237,6 +238,7 @@ def _fail_trials_without_heartbeat(study: Any) -> None:
         now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
         running = (
             session.query(models.TrialModel)
+            .options(sqlalchemy.orm.selectinload(models.TrialModel.heartbeats))
             .filter(models.TrialModel.state == TrialState.RUNNING)
             .filter(models.TrialModel.study_id == study._study_id)
             .all()

@@ -657,7 +657,7 @@ class _Payload:
 
 @pytest.mark.parametrize("kind", ["raw-pickle", "torch-save"])
 def test_a_checkpoint_carrying_code_is_refused_and_nothing_runs(tmp_path: Path, kind: str) -> None:
-    """Before: ``torch.load(weights_only=False)`` from the data dir ran whatever it held.
+    """Before: a checkpoint in the data dir was unpickled in full, so it ran whatever it held.
 
     Tested on the estimator, the only loader of checkpoints: the runner keys their folder by
     code, data and configuration, so a planted file cannot be placed there through the CLI
