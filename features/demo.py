@@ -52,8 +52,8 @@ share changes: ``a = sqrt(1.64 rho)``, ``b = sqrt(1.64 (1 - rho))``. Presets (:d
   signal, byte-identical to it; a good model reaches within-region Spearman about 0.45 and
   within-region R² about 0.2 on ``log1p`` sums. For checking that models find a signal at all.
 - ``realistic``: ``rho = 0.16``, calibrated to the project's real reference run on the weekly
-  charts, where LightGBM on Spotify's descriptors reaches a within-region Spearman of 0.135 and a
-  within-region R² of 0.02; see :data:`SIGNALS`.
+  charts, where LightGBM on Spotify's descriptors reaches a within-region Spearman of 0.132 and a
+  within-region R² of 0.015; see :data:`SIGNALS`.
 
 ``null=True`` is a negative control: popularity is independent of everything audible. ``taste_r``
 is evaluated on a second, independent draw of attributes (the audio is the same bytes as without
@@ -137,8 +137,8 @@ SIGNALS: dict[str, float] = {
 """Audio share ``rho`` of the named presets. ``strong`` is the original planted signal (0.61).
 ``realistic`` is calibrated against the project's real reference run
 (``results/spotify-weekly-2019-2021``: LightGBM's within-region Spearman on ``log1p`` charted sums
-0.135 [0.113, 0.158]): on the default demo (342 rows kept at H = 26) a fixed-setting LightGBM on
-the Essentia features reaches 0.12 at rho = 0.15 and 0.17 at 0.20 (means over 8 popularity seeds;
+0.132 [0.110, 0.155]; 0.135 when the share was set): on the default demo (342 rows kept at
+H = 26) a fixed-setting LightGBM on the Essentia features reaches 0.12 at rho = 0.15 and 0.17 at 0.20 (means over 8 popularity seeds;
 sd 0.15 between seeds), so 0.16 puts the expected figure near the real one (docs/targets.md,
 "Demo signal strength", says how to redo it)."""
 
