@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -329,3 +331,18 @@ def save_tiny_ast(folder: Path, **overrides: int) -> Path:
     }
     ASTModel(ASTConfig(**(settings | overrides))).save_pretrained(folder)
     return folder
+
+
+def run_benchmark(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 1200
+) -> subprocess.CompletedProcess[str]:
+    """``benchmark ARGS`` of this environment in a subprocess, from ``cwd``, output captured."""
+    env = env if env is not None else {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "benchmark"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

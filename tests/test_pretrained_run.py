@@ -10,13 +10,11 @@ where a user reads it: ``summary.csv``, the report and MLflow.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import save_tiny_ast
+from helpers import run_benchmark, save_tiny_ast
 from transformers import ASTModel
 
 from musicpop.features.ast_checkpoint import state_sha256
@@ -24,7 +22,6 @@ from musicpop.features.musicnn_weights import load_tagger
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 TINY = """
 n_folds = 2
 n_trials = 0
@@ -46,17 +43,6 @@ training = {{ epochs = 1, batch_size = 8, eval_batch_size = 8 }}
 """
 
 
-def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "benchmark"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A tiny demo, a private weights cache and an empty Hugging Face cache."""
@@ -71,7 +57,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
         MUSICPOP_CACHE_DIR=str(root / "weights"),
         HF_HOME=str(root / "hf-home"),  # empty: no checkpoint is cached
     )
-    demo = _cli("demo", "--songs", "16", "--regions", "2", "--seed", "5", cwd=root, env=env)
+    demo = run_benchmark(
+        "demo", "--songs", "16", "--regions", "2", "--seed", "5", cwd=root, env=env
+    )
     assert demo.returncode == 0, demo.stderr[-3000:]
     return root, env
 
@@ -82,7 +70,7 @@ def test_musicnn_probe_and_mp2_on_frozen_musicnn(work: tuple[Path, dict[str, str
     root, env = work
     (root / "musicnn.toml").write_text(TINY + MP2_MUSICNN)
     suite = "region_mean,lightgbm,lightgbm[musicnn],mp2_musicnn"
-    run = _cli("run", "--suite", suite, "--config", "musicnn.toml", cwd=root, env=env)
+    run = run_benchmark("run", "--suite", suite, "--config", "musicnn.toml", cwd=root, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     summary = pd.read_csv(root / "results" / "demo" / "summary.csv")
@@ -135,7 +123,7 @@ def test_mp2_fine_tunes_an_ast_saved_in_a_folder(work: tuple[Path, dict[str, str
     checkpoint = root / "tiny-ast"
     save_tiny_ast(checkpoint)
     (root / "ast.toml").write_text(TINY + MP2_AST.format(checkpoint=checkpoint))
-    run = _cli("run", "--suite", "mp2_ast", "--config", "ast.toml", cwd=root, env=env)
+    run = run_benchmark("run", "--suite", "mp2_ast", "--config", "ast.toml", cwd=root, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = pd.read_csv(root / "results" / "demo" / "summary.csv").drop_duplicates("model")
     row = rows.set_index("model").loc["mp2_ast"]
@@ -155,7 +143,7 @@ def test_an_uncached_hub_id_is_one_clear_line_and_nothing_is_downloaded(
     root, env = work
     hub_id = "musicpop-tests/no-such-ast"
     (root / "hub.toml").write_text(TINY + MP2_AST.format(checkpoint=hub_id))
-    run = _cli("run", "--suite", "mp2_ast", "--config", "hub.toml", cwd=root, env=env)
+    run = run_benchmark("run", "--suite", "mp2_ast", "--config", "hub.toml", cwd=root, env=env)
     assert run.returncode == 2
     error = run.stderr.strip().splitlines()[-1]
     assert error.startswith(f"benchmark: error: {hub_id}: AST checkpoint is neither")
